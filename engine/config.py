@@ -1,0 +1,240 @@
+"""The one training config: a typed dataclass with the reference recipe as defaults, named
+presets of overrides, TOML files, and validation that reports every problem before work starts."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import tomllib
+import typing
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """Bad configuration; the message lists each problem with its fix."""
+
+
+@dataclass
+class TrainConfig:
+    # what and where
+    name: str = ""
+    preset: str = "s11"
+    dataset: str = "cifar10"  # cifar10 | digits | npz:PATH
+    data_dir: str = "data"
+    runs_dir: str = "runs"
+    # model
+    width: int = 64  # channels of the first stage; 64 is the standard ResNet18
+    # optimisation
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float | None = None  # None: take the range test's suggestion as OneCycle's max_lr
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    label_smoothing: float = 0.0
+    # LR range test (torch-lr-finder)
+    lr_finder_start: float = 1e-6
+    lr_finder_end: float = 0.9
+    lr_finder_iters: int = 200
+    # OneCycle schedule, stepped every batch
+    pct_start: float | None = None  # None: 5 / epochs (peak after epoch 5), at most 0.5
+    div_factor: float = 100.0
+    final_div_factor: float = 100.0
+    three_phase: bool = False
+    anneal_strategy: str = "linear"
+    # augmentation (train only), applied per image on whole batches
+    jitter_p: float = 0.5
+    contrast: float = 0.1
+    saturation: float = 0.2
+    hue: float = 0.1
+    grey_p: float = 0.2
+    crop_padding: int = 4
+    hflip: bool = True
+    cutout: int = 16  # side of the square cut out of each image; 0 turns it off
+    # evaluation
+    tta_flip: bool = False  # average predictions over the image and its mirror
+    ema_decay: float = 0.0  # 0 turns the weight EMA off; evaluation uses the EMA when on
+    # run length shortcuts
+    train_subset: int = 0  # 0: all training images
+    test_subset: int = 0  # 0: all test images
+    max_steps: int = 0  # 0: no cap; otherwise stop each epoch after this many steps
+    # machine
+    device: str = "auto"  # auto (cuda, mps, cpu) | cuda | cuda:N | mps | cpu
+    amp: bool = True  # bf16 autocast on CUDA; ignored elsewhere
+    channels_last: bool = True  # on CUDA only
+    compile: bool = False  # torch.compile the model (CUDA)
+    threads: int = 0  # CPU threads for torch; 0 keeps torch's default
+    seed: int = 1
+    deterministic: bool = False
+    eval_batch_size: int = 1024
+    step_log_every: int = 25  # per-step rows are flushed to disk this often
+
+    def resolved_pct_start(self) -> float:
+        # The recipe peaks after epoch 5; short runs peak half-way instead of at their very end.
+        return self.pct_start if self.pct_start is not None else min(5 / self.epochs, 0.5)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The notebook this project replaces: 20 epochs, batch 64, OneCycle from the range test.
+    "s11": {},
+    # Offline, a couple of minutes on a laptop CPU: bundled digits, a narrow ResNet18.
+    "demo": {
+        "dataset": "digits",
+        "width": 16,
+        "epochs": 10,
+        "batch_size": 64,
+        "lr_finder_iters": 60,
+        "hflip": False,  # mirrored digits are different digits
+        "cutout": 8,
+        "hue": 0.0,
+        "saturation": 0.0,
+        "name": "demo",
+    },
+    # Faster and more accurate at the same epochs: big batches, smoothing, EMA, flip TTA.
+    "fast": {
+        "batch_size": 512,
+        "label_smoothing": 0.2,
+        "tta_flip": True,
+        "ema_decay": 0.99,
+        "weight_decay": 5e-4,
+        "nesterov": True,
+        "cutout": 12,
+        "lr_finder_iters": 100,
+        "eval_batch_size": 2000,
+    },
+}
+
+FIELD_TYPES = typing.get_type_hints(TrainConfig)
+FIELD_NAMES = [f.name for f in fields(TrainConfig)]
+
+
+def _base_type(annotation: Any) -> type:
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    return args[0] if args else annotation
+
+
+def is_optional(name: str) -> bool:
+    return type(None) in typing.get_args(FIELD_TYPES[name])
+
+
+def coerce(name: str, value: Any) -> Any:
+    """Check one value against its field's type; ints are accepted for floats."""
+    if value is None and is_optional(name):
+        return None
+    kind = _base_type(FIELD_TYPES[name])
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+    elif kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif kind is str:
+        if isinstance(value, str):
+            return value
+    raise ConfigError(f"{name}: expected {kind.__name__}, got {value!r}")
+
+
+def unknown_key_message(key: str) -> str:
+    close = difflib.get_close_matches(key, FIELD_NAMES, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown config key {key!r}{hint}; `python -m engine train --help` lists them all"
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def build_config(overrides: dict[str, Any] | None = None, config_file: str | None = None) -> TrainConfig:
+    """Defaults, then the preset, then the TOML file, then explicit overrides (CLI flags)."""
+    layers: list[dict[str, Any]] = []
+    file_values = read_toml(config_file) if config_file else {}
+    overrides = dict(overrides or {})
+    preset = overrides.get("preset", file_values.get("preset", "s11"))
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    layers += [PRESETS[preset], file_values, overrides]
+
+    problems: list[str] = []
+    values: dict[str, Any] = {}
+    for layer in layers:
+        for key, value in layer.items():
+            if key not in FIELD_TYPES:
+                problems.append(unknown_key_message(key))
+                continue
+            try:
+                values[key] = coerce(key, value)
+            except ConfigError as exc:
+                problems.append(str(exc))
+    if problems:
+        raise ConfigError("\n".join(problems))
+    config = TrainConfig(**values)
+    validate(config)
+    return config
+
+
+def validate(config: TrainConfig) -> None:
+    """Every range and choice, all reported at once."""
+    c = config
+    problems: list[str] = []
+
+    def need(ok: bool, message: str) -> None:
+        if not ok:
+            problems.append(message)
+
+    need(c.epochs >= 1, f"epochs must be at least 1 (got {c.epochs})")
+    need(c.batch_size >= 1, f"batch_size must be at least 1 (got {c.batch_size})")
+    need(c.eval_batch_size >= 1, f"eval_batch_size must be at least 1 (got {c.eval_batch_size})")
+    need(c.width >= 1, f"width must be at least 1 (got {c.width})")
+    need(c.lr is None or c.lr > 0, f"lr must be positive (got {c.lr}); omit it to run the range test")
+    need(0 <= c.momentum < 1, f"momentum must be in [0, 1) (got {c.momentum})")
+    need(c.weight_decay >= 0, f"weight_decay must be >= 0 (got {c.weight_decay})")
+    need(0 <= c.label_smoothing < 1, f"label_smoothing must be in [0, 1) (got {c.label_smoothing})")
+    need(0 < c.lr_finder_start < c.lr_finder_end,
+         f"lr_finder_start ({c.lr_finder_start}) must be positive and below lr_finder_end ({c.lr_finder_end})")
+    need(c.lr_finder_iters >= 10, f"lr_finder_iters must be at least 10 (got {c.lr_finder_iters})")
+    need(c.pct_start is None or 0 < c.pct_start < 1, f"pct_start must be in (0, 1) (got {c.pct_start})")
+    need(c.div_factor > 0 and c.final_div_factor > 0, "div_factor and final_div_factor must be positive")
+    need(c.anneal_strategy in ("linear", "cos"), f"anneal_strategy must be linear or cos (got {c.anneal_strategy!r})")
+    for name in ("jitter_p", "grey_p"):
+        need(0 <= getattr(c, name) <= 1, f"{name} must be a probability in [0, 1] (got {getattr(c, name)})")
+    need(0 <= c.contrast <= 1, f"contrast must be in [0, 1] (got {c.contrast})")
+    need(0 <= c.saturation <= 1, f"saturation must be in [0, 1] (got {c.saturation})")
+    need(0 <= c.hue <= 0.5, f"hue must be in [0, 0.5] (got {c.hue})")
+    need(0 <= c.crop_padding <= 16, f"crop_padding must be in [0, 16] (got {c.crop_padding})")
+    need(0 <= c.cutout <= 32, f"cutout must be in [0, 32] (got {c.cutout})")
+    need(0 <= c.ema_decay < 1, f"ema_decay must be in [0, 1) (got {c.ema_decay})")
+    for name in ("train_subset", "test_subset", "max_steps", "threads"):
+        need(getattr(c, name) >= 0, f"{name} must be >= 0 (got {getattr(c, name)}); 0 means no limit")
+    need(c.step_log_every >= 1, f"step_log_every must be at least 1 (got {c.step_log_every})")
+    need(c.device == "auto" or c.device in ("cpu", "mps", "cuda") or c.device.startswith("cuda:"),
+         f"device must be auto, cpu, mps, cuda or cuda:N (got {c.device!r})")
+    need(c.preset in PRESETS, f"preset must be one of {', '.join(PRESETS)} (got {c.preset!r})")
+    need(len(c.name) <= 64 and "\x00" not in c.name, "name must be at most 64 plain characters")
+    known = c.dataset in ("cifar10", "digits") or (c.dataset.startswith("npz:") and len(c.dataset) > 4)
+    need(known, f"unknown dataset {c.dataset!r}; use cifar10, digits or npz:PATH/TO/FILE.npz")
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+
+def config_from_dict(values: dict[str, Any]) -> TrainConfig:
+    """Rebuild a saved config (resume); unknown keys from newer versions are refused clearly."""
+    unknown = [k for k in values if k not in FIELD_TYPES]
+    if unknown:
+        raise ConfigError("; ".join(unknown_key_message(k) for k in unknown))
+    config = TrainConfig(**{k: coerce(k, v) for k, v in values.items()})
+    validate(config)
+    return config

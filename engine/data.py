@@ -1,0 +1,348 @@
+"""Datasets as uint8 tensors, and augmentation applied to whole batches on the training device.
+
+Three sources: torchvision's CIFAR-10 (downloaded when absent), any `npz` with the keys of
+`../shared/data/README.md`, and `digits`, scikit-learn's bundled handwritten digits brought to
+3x32x32, so a first run works offline. Every random draw in the augmentation is per image."""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine.config import TrainConfig
+
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+MAX_IMAGES = 2_000_000
+
+
+class DatasetError(ValueError):
+    """A dataset that cannot be used; the message names the problem and the way on."""
+
+
+@dataclass
+class ImageDataset:
+    name: str
+    classes: list[str]
+    x_train: np.ndarray  # uint8 (N, 32, 32, 3)
+    y_train: np.ndarray  # int64 (N,)
+    x_test: np.ndarray
+    y_test: np.ndarray
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    def fingerprint(self) -> str:
+        digest = hashlib.sha256()
+        for array in (self.x_train, self.y_train, self.x_test, self.y_test):
+            digest.update(np.ascontiguousarray(array).tobytes())
+        return digest.hexdigest()[:16]
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name,
+            "classes": list(self.classes),
+            "num_classes": len(self.classes),
+            "train_size": int(len(self.y_train)),
+            "test_size": int(len(self.y_test)),
+            "image_shape": list(self.x_train.shape[1:]),
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "fingerprint": self.fingerprint(),
+        }
+
+    def subset(self, train: int, test: int) -> ImageDataset:
+        """The first `train` / `test` images (0 keeps all): quick runs on a slice."""
+        t = slice(0, train or None)
+        s = slice(0, test or None)
+        return ImageDataset(self.name, self.classes, self.x_train[t], self.y_train[t],
+                            self.x_test[s], self.y_test[s], self.mean, self.std)
+
+
+# ---------------------------------------------------------------- loading
+
+
+def load_dataset(spec: str, data_dir: str | Path = "data") -> ImageDataset:
+    if spec == "cifar10":
+        return load_cifar10(Path(data_dir))
+    if spec == "digits":
+        return load_digits()
+    if spec.startswith("npz:"):
+        return load_npz(Path(spec[4:]))
+    raise DatasetError(f"unknown dataset {spec!r}; use cifar10, digits or npz:PATH/TO/FILE.npz")
+
+
+def load_cifar10(data_dir: Path) -> ImageDataset:
+    from torchvision.datasets import CIFAR10
+
+    folder = data_dir / "cifar-10-batches-py"
+    if not folder.is_dir():
+        previous = socket.getdefaulttimeout()
+        socket.setdefaulttimeout(20)
+        try:
+            CIFAR10(str(data_dir), train=True, download=True)
+        except Exception as exc:
+            raise DatasetError(
+                f"CIFAR-10 is not under {data_dir}/ and could not be downloaded ({exc.__class__.__name__}: {exc}).\n"
+                f"Two ways on: put the extracted cifar-10-batches-py/ folder under {data_dir}/ "
+                "(or pass --data-dir), or run `make demo` for an offline run on the bundled digits."
+            ) from None
+        finally:
+            socket.setdefaulttimeout(previous)
+    try:
+        train = CIFAR10(str(data_dir), train=True, download=False)
+        test = CIFAR10(str(data_dir), train=False, download=False)
+    except Exception as exc:
+        raise DatasetError(f"{folder} is damaged ({exc}); delete it and download again") from None
+    return ImageDataset(
+        "cifar10", list(CIFAR10_CLASSES),
+        np.asarray(train.data, dtype=np.uint8), np.asarray(train.targets, dtype=np.int64),
+        np.asarray(test.data, dtype=np.uint8), np.asarray(test.targets, dtype=np.int64),
+        CIFAR10_MEAN, CIFAR10_STD,
+    )
+
+
+def load_digits() -> ImageDataset:
+    """scikit-learn's 1,797 handwritten digits (8x8, 0..16), upscaled to 3x32x32 uint8.
+
+    A fixed shuffle splits them 80/20, so every machine sees the same train and test sets."""
+    from sklearn.datasets import load_digits as sk_digits
+
+    bunch = sk_digits()
+    images = torch.from_numpy(bunch.images.astype(np.float32) / 16.0)[:, None]
+    images = torch.nn.functional.interpolate(images, size=(32, 32), mode="bilinear", align_corners=False)
+    images = (images.clamp(0, 1) * 255).round().to(torch.uint8).repeat(1, 3, 1, 1)
+    x = images.permute(0, 2, 3, 1).contiguous().numpy()
+    y = bunch.target.astype(np.int64)
+    order = np.random.default_rng(0).permutation(len(y))
+    cut = int(len(y) * 0.8)
+    train, test = order[:cut], order[cut:]
+    mean, std = channel_stats(x[train])
+    return ImageDataset("digits", [str(d) for d in range(10)], x[train], y[train], x[test], y[test], mean, std)
+
+
+def _npz_headers(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Shapes and dtypes of the arrays in an npz, read from headers before any allocation."""
+    headers = {}
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            with archive.open(info) as handle:
+                version = np.lib.format.read_magic(handle)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
+                else:
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
+            headers[info.filename[:-4]] = (shape, dtype)
+    return headers
+
+
+def load_npz(path: Path) -> ImageDataset:
+    """uint8 images (N, 32, 32, 3) and integer labels, read without pickle and checked."""
+    if not path.is_file():
+        raise DatasetError(f"npz dataset {path} does not exist; check the path after `npz:`")
+    try:
+        headers = _npz_headers(path)
+    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise DatasetError(f"{path} is not a readable .npz file ({exc}); write it with numpy.savez") from None
+    missing = [k for k in NPZ_KEYS if k not in headers]
+    if missing:
+        raise DatasetError(f"{path} lacks the keys {missing}; it needs {list(NPZ_KEYS)} (and optionally classes)")
+    problems = []
+    for key in ("x_train", "x_test"):
+        shape, dtype = headers[key]
+        if dtype != np.uint8 or len(shape) != 4 or tuple(shape[1:]) != (32, 32, 3):
+            problems.append(f"{key} must be uint8 of shape (N, 32, 32, 3), got {dtype} {shape}")
+        elif shape[0] > MAX_IMAGES:
+            problems.append(f"{key} holds {shape[0]} images, more than the {MAX_IMAGES} allowed")
+    for key, images in (("y_train", "x_train"), ("y_test", "x_test")):
+        shape, dtype = headers[key]
+        if dtype.kind not in "iu" or len(shape) != 1:
+            problems.append(f"{key} must be a 1-D integer array, got {dtype} {shape}")
+        elif shape[0] != headers[images][0][0]:
+            problems.append(f"{key} has {shape[0]} labels for {headers[images][0][0]} images in {images}")
+    if problems:
+        raise DatasetError(f"{path}: " + "; ".join(problems))
+
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in NPZ_KEYS}
+            classes = [str(c) for c in npz["classes"]] if "classes" in npz.files else None
+    except ValueError as exc:
+        raise DatasetError(f"{path} holds object arrays, which are refused ({exc})") from None
+    labels = np.concatenate([arrays["y_train"], arrays["y_test"]])
+    num_classes = len(classes) if classes else int(labels.max()) + 1
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise DatasetError(
+            f"{path}: labels must lie in 0..{num_classes - 1} for {num_classes} classes, "
+            f"found {labels.min()}..{labels.max()}"
+        )
+    classes = classes or [str(i) for i in range(num_classes)]
+    if tuple(classes) == CIFAR10_CLASSES:
+        mean, std = CIFAR10_MEAN, CIFAR10_STD
+    else:
+        mean, std = channel_stats(arrays["x_train"])
+    return ImageDataset(f"npz:{path.name}", classes,
+                        arrays["x_train"], arrays["y_train"].astype(np.int64),
+                        arrays["x_test"], arrays["y_test"].astype(np.int64), mean, std)
+
+
+def channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    pixels = images.reshape(-1, images.shape[-1]).astype(np.float64) / 255.0
+    return tuple(float(v) for v in pixels.mean(0)), tuple(float(v) for v in pixels.std(0))
+
+
+# ---------------------------------------------------------------- batched augmentation
+
+
+def to_device_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    """(N, H, W, C) uint8 numpy -> (N, C, H, W) uint8 tensor on the device."""
+    images = np.ascontiguousarray(images)
+    if not images.flags.writeable:  # a memory-mapped run file: copy rather than alias it
+        images = images.copy()
+    return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous().to(device)
+
+
+def normalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """uint8 or [0, 1] float batch -> normalised float batch."""
+    if x.dtype == torch.uint8:
+        x = x.float().div_(255)
+    return (x - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
+
+
+def grayscale(x: torch.Tensor) -> torch.Tensor:
+    return (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
+
+
+def _rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
+    r, g, b = x.unbind(1)
+    maxc, _ = x.max(1)
+    minc, _ = x.min(1)
+    delta = maxc - minc
+    safe = torch.where(delta > 0, delta, torch.ones_like(delta))
+    h = torch.where(maxc == r, ((g - b) / safe) % 6,
+                    torch.where(maxc == g, (b - r) / safe + 2, (r - g) / safe + 4)) / 6
+    h = torch.where(delta > 0, h, torch.zeros_like(h))
+    s = torch.where(maxc > 0, delta / torch.where(maxc > 0, maxc, torch.ones_like(maxc)), torch.zeros_like(maxc))
+    return torch.stack([h % 1.0, s, maxc], 1)
+
+
+def _hsv_to_rgb(x: torch.Tensor) -> torch.Tensor:
+    h, s, v = x.unbind(1)
+    k = torch.stack([(5 + h * 6) % 6, (3 + h * 6) % 6, (1 + h * 6) % 6], 1)
+    weight = torch.clamp(torch.minimum(k, 4 - k), 0, 1)
+    return v[:, None] - v[:, None] * s[:, None] * weight
+
+
+def adjust_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Rotate each image's hue by its own shift (a fraction of the colour wheel)."""
+    hsv = _rgb_to_hsv(x)
+    hsv = torch.cat([(hsv[:, :1] + shift.view(-1, 1, 1, 1)) % 1.0, hsv[:, 1:]], 1)
+    return _hsv_to_rgb(hsv)
+
+
+def _uniform(n: int, low: float, high: float, gen: torch.Generator, device) -> torch.Tensor:
+    return torch.rand(n, generator=gen, device=device) * (high - low) + low
+
+
+def _per_image(mask: torch.Tensor) -> torch.Tensor:
+    return mask.view(-1, 1, 1, 1)
+
+
+def colour_jitter(x: torch.Tensor, c: TrainConfig, gen: torch.Generator) -> torch.Tensor:
+    """ColorJitter(contrast, saturation, hue) applied with probability jitter_p, then
+    RandomGrayscale(grey_p); each image draws its own factors. Input/output in [0, 1]."""
+    n, dev = x.shape[0], x.device
+    jittered = x
+    if c.contrast > 0:
+        factor = _per_image(_uniform(n, 1 - c.contrast, 1 + c.contrast, gen, dev))
+        mean = grayscale(jittered).mean((1, 2, 3), keepdim=True)
+        jittered = (factor * jittered + (1 - factor) * mean).clamp_(0, 1)
+    if c.saturation > 0:
+        factor = _per_image(_uniform(n, 1 - c.saturation, 1 + c.saturation, gen, dev))
+        jittered = (factor * jittered + (1 - factor) * grayscale(jittered)).clamp_(0, 1)
+    if c.hue > 0:
+        jittered = adjust_hue(jittered, _uniform(n, -c.hue, c.hue, gen, dev))
+    apply = _per_image(torch.rand(n, generator=gen, device=dev) < c.jitter_p)
+    x = torch.where(apply, jittered, x)
+    if c.grey_p > 0:
+        grey = _per_image(torch.rand(n, generator=gen, device=dev) < c.grey_p)
+        x = torch.where(grey, grayscale(x).expand_as(x), x)
+    return x
+
+
+def random_crop(x: torch.Tensor, padding: int, gen: torch.Generator) -> torch.Tensor:
+    """Zero-pad by `padding`, then cut a window of the original size at a per-image offset."""
+    if padding == 0:
+        return x
+    n, _, h, w = x.shape
+    padded = torch.nn.functional.pad(x, (padding,) * 4)
+    dy = torch.randint(0, 2 * padding + 1, (n,), generator=gen, device=x.device)
+    dx = torch.randint(0, 2 * padding + 1, (n,), generator=gen, device=x.device)
+    rows = (dy[:, None] + torch.arange(h, device=x.device)[None])  # (n, h)
+    cols = (dx[:, None] + torch.arange(w, device=x.device)[None])  # (n, w)
+    batch = torch.arange(n, device=x.device)[:, None, None]
+    out = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]  # (n, h, w, c)
+    return out.permute(0, 3, 1, 2)
+
+
+def random_flip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    flip = _per_image(torch.rand(x.shape[0], generator=gen, device=x.device) < 0.5)
+    return torch.where(flip, x.flip(3), x)
+
+
+def cutout(x: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
+    """Zero (the dataset mean, after normalisation) one size x size square per image, centred
+    anywhere in the image and clipped at its borders."""
+    if size == 0:
+        return x
+    n, _, h, w = x.shape
+    cy = torch.randint(0, h, (n, 1), generator=gen, device=x.device)
+    cx = torch.randint(0, w, (n, 1), generator=gen, device=x.device)
+    ys = torch.arange(h, device=x.device)[None]
+    xs = torch.arange(w, device=x.device)[None]
+    in_y = (ys >= cy - size // 2) & (ys < cy - size // 2 + size)
+    in_x = (xs >= cx - size // 2) & (xs < cx - size // 2 + size)
+    hole = (in_y[:, :, None] & in_x[:, None, :])[:, None]
+    return x.masked_fill(hole, 0.0)
+
+
+def augment(x: torch.Tensor, c: TrainConfig, mean: torch.Tensor, std: torch.Tensor,
+            gen: torch.Generator) -> torch.Tensor:
+    """The recipe's train transform on a uint8 batch: jitter, grey, crop, flip, normalise, cutout."""
+    x = x.float().div_(255)
+    if c.jitter_p > 0 or c.grey_p > 0:
+        x = colour_jitter(x, c, gen)
+    x = random_crop(x, c.crop_padding, gen)
+    if c.hflip:
+        x = random_flip(x, gen)
+    x = normalize(x, mean, std)
+    return cutout(x, c.cutout, gen)
+
+
+class TrainBatches:
+    """Shuffled, augmented batches drawn from a uint8 tensor that already sits on the device."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, config: TrainConfig,
+                 mean: torch.Tensor, std: torch.Tensor, gen: torch.Generator, batch_size: int | None = None):
+        self.images, self.labels, self.config = images, labels, config
+        self.mean, self.std, self.gen = mean, std, gen
+        self.batch_size = batch_size or config.batch_size
+
+    def __len__(self) -> int:
+        return -(-len(self.labels) // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = torch.randperm(len(self.labels), generator=self.gen, device=self.gen.device)
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start:start + self.batch_size]
+            yield augment(self.images[idx], self.config, self.mean, self.std, self.gen), self.labels[idx]

@@ -1,0 +1,61 @@
+"""Datasets load as documented, and the batched augmentation draws per image."""
+
+import numpy as np
+import torch
+
+from engine.config import build_config
+from engine.data import CIFAR10_STD, augment, cutout, load_digits, random_crop, random_flip
+
+
+def test_sample_loads_with_known_labels_and_the_cifar_statistics(sample):
+    assert sample.x_train.shape == (5085, 32, 32, 3) and sample.x_train.dtype == np.uint8
+    assert list(sample.y_train[:10]) == [6, 9, 9, 4, 1, 1, 2, 7, 8, 3]
+    assert list(sample.y_test[:10]) == [3, 8, 8, 0, 6, 6, 1, 6, 3, 1]
+    assert sample.std == CIFAR10_STD
+
+
+def test_digits_are_an_offline_default_of_real_images():
+    digits = load_digits()
+    assert digits.x_train.shape[1:] == (32, 32, 3) and digits.x_train.dtype == np.uint8
+    assert len(digits.y_train) + len(digits.y_test) == 1797
+    assert set(digits.y_test) == set(range(10))
+    assert digits.fingerprint() == load_digits().fingerprint()
+
+
+def test_crop_offsets_are_uniform_per_image():
+    """Every pixel differs per image: crop a batch of identical images whose pixels encode
+    their own coordinates and read each image's offset back."""
+    n, pad = 20000, 4
+    coords = torch.arange(32 * 32, dtype=torch.float32).view(1, 1, 32, 32) + 1
+    out = random_crop(coords.expand(n, 1, 32, 32), pad, torch.Generator().manual_seed(0))
+    centre = out[:, 0, 16, 16] - 1  # the original pixel now at the centre
+    dy = 16 - torch.div(centre, 32, rounding_mode="floor") + pad
+    dx = 16 - centre % 32 + pad
+    for offsets in (dy, dx):
+        counts = torch.bincount(offsets.long(), minlength=2 * pad + 1).float() / n
+        assert counts.shape[0] == 2 * pad + 1
+        assert torch.allclose(counts, torch.full_like(counts, 1 / (2 * pad + 1)), atol=0.01)
+
+
+def test_flip_rate_is_one_half_per_image():
+    n = 20000
+    x = torch.arange(32, dtype=torch.float32).view(1, 1, 1, 32).expand(n, 1, 2, 32)
+    flipped = random_flip(x, torch.Generator().manual_seed(0))[:, 0, 0, 0] == 31
+    assert abs(flipped.float().mean().item() - 0.5) < 0.015
+
+
+def test_cutout_zeroes_one_clipped_square_per_image():
+    x = torch.ones(4000, 3, 32, 32)
+    holes = (cutout(x, 16, torch.Generator().manual_seed(0)) == 0).all(1)
+    areas = holes.flatten(1).sum(1).float()
+    assert areas.max() == 256 and areas.min() >= 64  # a corner clips the square to 8x8
+    assert areas.std() > 0  # positions differ per image
+
+
+def test_augment_keeps_shape_and_normalises(sample):
+    c = build_config({"dataset": "cifar10"})
+    x = torch.from_numpy(sample.x_train[:256]).permute(0, 3, 1, 2).contiguous()
+    mean, std = torch.tensor(sample.mean), torch.tensor(sample.std)
+    out = augment(x, c, mean, std, torch.Generator().manual_seed(0))
+    assert out.shape == (256, 3, 32, 32) and out.dtype == torch.float32
+    assert abs(out.mean().item()) < 0.3
