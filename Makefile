@@ -5,8 +5,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARGS ?=
 RUNS_DIR ?= runs
+NPROC ?= 1
+RUN ?=
 
-.PHONY: install demo train dashboard test bench lint clean-venv
+.PHONY: install demo train resume dashboard test bench lint clean-venv
 
 install: $(STAMP)
 
@@ -19,8 +21,16 @@ $(STAMP): requirements.txt
 demo: install  ## offline, CPU, about a minute: a real run on the bundled digits
 	$(PY) -m engine train --preset demo --runs-dir $(RUNS_DIR) $(ARGS)
 
-train: install  ## the s11 reference recipe on CIFAR-10 (override with ARGS="--epochs 30 ...")
+train: install  ## the s11 reference recipe on CIFAR-10 (override with ARGS="--epochs 30 ..."; NPROC=N for N GPUs)
+ifeq ($(NPROC),1)
 	$(PY) -m engine train --runs-dir $(RUNS_DIR) $(ARGS)
+else
+	$(VENV)/bin/torchrun --standalone --nproc_per_node $(NPROC) -m engine train --runs-dir $(RUNS_DIR) $(ARGS)
+endif
+
+resume: install  ## continue an interrupted run: make resume RUN=<run-id>
+	@test -n "$(RUN)" || (echo "usage: make resume RUN=<run-id> (see: $(PY) -m engine list)" && exit 2)
+	$(PY) -m engine resume $(RUN) --runs-dir $(RUNS_DIR)
 
 dashboard: install  ## the browser app over runs/
 	RUNS_DIR=$(RUNS_DIR) $(VENV)/bin/streamlit run dashboard/app.py

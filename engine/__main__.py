@@ -1,4 +1,6 @@
-"""Command line: `python -m engine {train,list,show}`. Every config field is a flag."""
+"""Command line: `python -m engine {train,resume,list,show,export,import}`.
+
+Every config field is a flag of `train`; errors print one clear message and exit with 2."""
 
 from __future__ import annotations
 
@@ -7,6 +9,8 @@ import sys
 from pathlib import Path
 
 from engine import runs
+from engine.archive import ArchiveError, export_run, import_run
+from engine.checkpoint import CheckpointError
 from engine.config import FIELD_TYPES, PRESETS, ConfigError, TrainConfig, _base_type, build_config
 from engine.data import DatasetError
 
@@ -28,6 +32,8 @@ FIELD_HELP = {
     "ema_decay": "keep an exponential moving average of the weights and evaluate it (0: off)",
     "tta_flip": "average predictions over each test image and its mirror",
     "threads": "CPU threads for torch (0: torch's default)",
+    "sync_bn": "under torchrun, SyncBatchNorm: statistics over the global batch",
+    "batch_size": "global batch size; under torchrun each process takes batch_size / processes",
     "deterministic": "deterministic algorithms (slower; reproducible on one machine)",
 }
 
@@ -54,6 +60,26 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = build_config(overrides, args.config)
     result = train(config)
     return 0 if result.status == "completed" else 130
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from engine.train import resume
+
+    result = resume(runs.resolve_run_dir(Path(args.runs_dir), args.run))
+    return 0 if result.status == "completed" else 130
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    run_dir = runs.resolve_run_dir(Path(args.runs_dir), args.run)
+    out = export_run(run_dir, Path(args.output) if args.output else None, args.with_checkpoints)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    path = import_run(Path(args.archive), Path(args.runs_dir))
+    print(f"imported as {path}")
+    return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -107,6 +133,22 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("run", help="a run id from `list`")
     show.add_argument("--runs-dir", default="runs")
     show.set_defaults(func=cmd_show)
+    resume = sub.add_parser("resume", help="continue an interrupted run from its last completed epoch")
+    resume.add_argument("run", help="a run id from `list`")
+    resume.add_argument("--runs-dir", default="runs")
+    resume.set_defaults(func=cmd_resume)
+
+    export = sub.add_parser("export", help="pack one run into a .tar.gz to share")
+    export.add_argument("run", help="a run id from `list`")
+    export.add_argument("-o", "--output", help="archive path (default: RUN_ID.tar.gz)")
+    export.add_argument("--with-checkpoints", action="store_true", help="include the weights (tens of MB)")
+    export.add_argument("--runs-dir", default="runs")
+    export.set_defaults(func=cmd_export)
+
+    importer = sub.add_parser("import", help="unpack a shared run archive into the runs folder, safely")
+    importer.add_argument("archive")
+    importer.add_argument("--runs-dir", default="runs")
+    importer.set_defaults(func=cmd_import)
     return parser
 
 
@@ -114,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, DatasetError, runs.RunFormatError, ValueError) as exc:
+    except (ConfigError, DatasetError, runs.RunFormatError, ArchiveError, CheckpointError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -65,6 +65,7 @@ class TrainConfig:
     amp: bool = True  # bf16 autocast on CUDA; ignored elsewhere
     channels_last: bool = True  # on CUDA only
     compile: bool = False  # torch.compile the model (CUDA)
+    sync_bn: bool = False  # under torchrun: BatchNorm statistics over all processes' batches
     threads: int = 0  # CPU threads for torch; 0 keeps torch's default
     seed: int = 1
     deterministic: bool = False

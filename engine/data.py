@@ -329,20 +329,39 @@ def augment(x: torch.Tensor, c: TrainConfig, mean: torch.Tensor, std: torch.Tens
     return cutout(x, c.cutout, gen)
 
 
+def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
+    """Augmentation draws are a function of (seed, epoch, rank), so a resumed run redraws
+    exactly what the uninterrupted run would have."""
+    return seed * 1_000_003 + epoch * 1_009 + rank
+
+
 class TrainBatches:
-    """Shuffled, augmented batches drawn from a uint8 tensor that already sits on the device."""
+    """Shuffled, augmented batches drawn from a uint8 tensor that already sits on the device.
+
+    The order comes from torch's DistributedSampler (one shard per process under torchrun, the
+    whole set otherwise), reshuffled by `set_epoch` as in any PyTorch training loop."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, config: TrainConfig,
-                 mean: torch.Tensor, std: torch.Tensor, gen: torch.Generator, batch_size: int | None = None):
+                 mean: torch.Tensor, std: torch.Tensor, rank: int = 0, world_size: int = 1):
+        from torch.utils.data import DistributedSampler
+
         self.images, self.labels, self.config = images, labels, config
-        self.mean, self.std, self.gen = mean, std, gen
-        self.batch_size = batch_size or config.batch_size
+        self.mean, self.std, self.rank = mean, std, rank
+        self.batch_size = max(config.batch_size // world_size, 1)
+        self.sampler = DistributedSampler(range(len(labels)), num_replicas=world_size, rank=rank,
+                                          shuffle=True, seed=config.seed)
+        self.gen = torch.Generator(device=images.device)
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+        self.gen.manual_seed(epoch_seed(self.config.seed, epoch, self.rank))
 
     def __len__(self) -> int:
-        return -(-len(self.labels) // self.batch_size)
+        return -(-len(self.sampler) // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = torch.randperm(len(self.labels), generator=self.gen, device=self.gen.device)
+        order = torch.tensor(list(self.sampler), dtype=torch.long).to(self.images.device)
         for start in range(0, len(order), self.batch_size):
             idx = order[start:start + self.batch_size]
             yield augment(self.images[idx], self.config, self.mean, self.std, self.gen), self.labels[idx]

@@ -92,14 +92,24 @@ def atomic_save(path: Path, writer) -> None:
 
 
 def append_jsonl(path: Path, rows: Iterable[dict]) -> None:
-    """Append whole lines in one write, so a crash can only cut the last line."""
-    text = "".join(to_strict_json(row) + "\n" for row in rows)
-    if not text:
+    """Append whole lines in one unbuffered write, so a crash can only cut the last line; a
+    failed write (a full disk) is rolled back so the next append starts on a clean line."""
+    data = "".join(to_strict_json(row) + "\n" for row in rows).encode()
+    if not data:
         return
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        size = os.fstat(fd).st_size
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        except BaseException:
+            os.ftruncate(fd, size)
+            raise
+    finally:
+        os.close(fd)
 
 
 def _strict(value: Any) -> Any:
@@ -219,6 +229,8 @@ class RunWriter:
         meta = json.loads((path / RUN_JSON).read_text())
         writer = cls(path, meta)
         writer.lock()
+        for leftover in path.rglob(".*.tmp-*"):  # temporary files of a writer that was killed
+            leftover.unlink(missing_ok=True)
         meta.update(status="running", finished=None, error=None, pid=os.getpid(),
                     host=socket.gethostname(), resumed=meta.get("resumed", 0) + 1)
         writer.write_meta()
@@ -275,6 +287,12 @@ class RunWriter:
 
         tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
         atomic_save(self.checkpoint_path(tag), lambda tmp: save_file(tensors, str(tmp), metadata))
+
+    def truncate_after(self, epoch: int, step: int) -> None:
+        """Drop metric rows past a resume point, so resumed epochs replace them, never repeat."""
+        for name, key, last in ((EPOCHS_JSONL, "epoch", epoch), (STEPS_JSONL, "step", step)):
+            rows = [r for r in read_jsonl(self.path / name, []) if isinstance(r.get(key), int) and r[key] <= last]
+            atomic_write_bytes(self.path / name, "".join(to_strict_json(r) + "\n" for r in rows).encode())
 
     def finish(self, status: str, error: str | None = None) -> None:
         assert status in STATUSES
@@ -462,7 +480,9 @@ def load_run(run_dir: Path) -> Run:
     warnings: list[str] = []
     meta = _read_json(path / RUN_JSON, warnings)
     if not isinstance(meta, dict):
-        if meta is None and not any(RUN_JSON in w for w in warnings):
+        if meta is not None:
+            warnings.append(f"{RUN_JSON} does not hold an object; ignored")
+        elif not (path / RUN_JSON).exists():
             warnings.append(f"{RUN_JSON} is missing")
         meta = {"id": path.name, "status": "unknown"}
     version = meta.get("format_version")

@@ -1,0 +1,217 @@
+"""Runs survive anything: kills, Ctrl-C, NaN, a second writer, a reader polling a live run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.torch import load_file
+
+from engine import runs
+from engine.checkpoint import load_weights
+from engine.model import create_model
+from engine.train import TrainingFailed, train
+from tests.conftest import PROJECT_ROOT, SAMPLE, tiny_config
+
+TINY_FLAGS = ["--dataset", f"npz:{SAMPLE}", "--width", "4", "--batch-size", "32", "--train-subset", "256",
+              "--test-subset", "128", "--lr-finder-iters", "12", "--threads", "2", "--step-log-every", "1"]
+
+
+def start_training(runs_dir: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "engine", "train", *TINY_FLAGS, "--runs-dir", str(runs_dir),
+                             *extra], cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def lines_in(path: Path) -> int:
+    try:
+        return path.read_bytes().count(b"\n")
+    except FileNotFoundError:
+        return 0
+
+
+def steps_written(runs_dir: Path, name: str = runs.STEPS_JSONL) -> int:
+    """Lines in the (single) run's file under runs_dir; 0 before the run folder exists."""
+    if not runs_dir.is_dir():
+        return 0
+    return max((lines_in(p / name) for p in runs_dir.iterdir()), default=0)
+
+
+def wait_for(condition, timeout: float = 240.0, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"training ended early: {proc.stderr.read().decode()[-2000:]}")
+        assert time.monotonic() < deadline, "timed out waiting for the training process"
+        time.sleep(0.02)
+
+
+def only_run(runs_dir: Path) -> Path:
+    (run,) = [p for p in runs_dir.iterdir() if p.is_dir()]
+    return run
+
+
+@pytest.mark.parametrize("kill_at_step", [3, 9, 17, 20])
+def test_sigkill_at_any_moment_keeps_every_completed_epoch(tmp_path, sample, kill_at_step):
+    """8 steps per epoch: killed mid-epoch 1, in epoch 2, just after epoch 2's metrics, mid epoch 3."""
+    proc = start_training(tmp_path, "--epochs", "4")
+    wait_for(lambda: steps_written(tmp_path) >= kill_at_step, proc=proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    run = runs.load_run(only_run(tmp_path))
+    assert run.status == "interrupted"  # not "running" forever: nobody holds the lock
+    assert [e["epoch"] for e in run.epochs] == list(range(1, len(run.epochs) + 1))
+    assert len(run.epochs) >= (kill_at_step - 1) // 8 - 1
+    for path in run.path.rglob("*"):
+        if path.is_file() and not path.name.startswith("."):
+            assert path.stat().st_size > 0 or path.name == runs.LOCK_FILE, f"{path.name} is empty"
+    if run.epochs:
+        best = run.checkpoint_path("best")
+        load_weights(create_model(10, 4), best)
+        dump = run.predictions("best")
+        assert dump is not None and len(dump["label"]) == 128
+
+
+def test_sigkill_then_resume_equals_the_uninterrupted_run(tmp_path, sample):
+    whole, broken = tmp_path / "whole", tmp_path / "broken"
+    flags = ("--epochs", "3", "--deterministic", "--seed", "7")
+    reference = start_training(whole, *flags)
+    assert reference.wait(timeout=300) == 0
+    proc = start_training(broken, *flags)
+    wait_for(lambda: steps_written(broken) >= 19, proc=proc)  # in epoch 3
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    run_dir = only_run(broken)
+    assert runs.load_run(run_dir).status == "interrupted"
+    resumed = subprocess.run([sys.executable, "-m", "engine", "resume", run_dir.name, "--runs-dir", str(broken)],
+                             cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+
+    a, b = runs.load_run(only_run(whole)), runs.load_run(run_dir)
+    assert b.status == "completed" and b.meta["resumed"] == 1
+    assert [e["epoch"] for e in b.epochs] == [1, 2, 3]  # replaced, never duplicated
+    assert [s["step"] for s in b.steps()] == list(range(1, 25))
+    for row_a, row_b in zip(a.epochs, b.epochs, strict=True):
+        for key in ("step", "lr_start", "lr_end", "train_loss", "train_acc", "test_loss", "test_acc"):
+            assert row_a[key] == row_b[key], key
+    weights_a, weights_b = load_file(a.checkpoint_path("final")), load_file(b.checkpoint_path("final"))
+    assert weights_a.keys() == weights_b.keys()
+    for key in weights_a:
+        assert (weights_a[key] == weights_b[key]).all(), key
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_and_sigterm_record_an_interrupted_run(tmp_path, sample, sig):
+    proc = start_training(tmp_path, "--epochs", "6")
+    wait_for(lambda: steps_written(tmp_path, runs.EPOCHS_JSONL) >= 1, proc=proc)
+    proc.send_signal(sig)
+    assert proc.wait(timeout=60) == 130
+    run = runs.load_run(only_run(tmp_path))
+    assert run.meta["status"] == "interrupted" and run.meta["finished"]
+    assert "stopped by the user" in run.meta["error"]
+    assert len(run.epochs) >= 1
+
+
+def test_a_nan_loss_fails_the_run_with_the_reason(tmp_path, sample):
+    with pytest.raises(TrainingFailed, match="lower the learning rate"):
+        train(tiny_config(tmp_path, lr=1e8, epochs=1), data=sample, quiet=True)
+    run = runs.load_run(only_run(tmp_path))
+    assert run.status == "failed"
+    assert "TrainingFailed" in run.meta["error"] and "NaN" in run.meta["error"]
+
+
+def test_two_processes_never_write_one_run(tmp_path):
+    writer = runs.RunWriter.create(tmp_path, "first", 1)
+    with pytest.raises(runs.RunFormatError, match="being written by another process"):
+        runs.RunWriter.reopen(writer.path)
+    assert runs.load_run(writer.path).status == "running"  # the live writer holds the lock
+    writer.finish("completed")
+    assert runs.load_run(writer.path).status == "completed"
+
+
+def test_a_reader_polling_a_live_run_sees_a_growing_prefix(tmp_path):
+    writer = runs.RunWriter.create(tmp_path, "live", 200)
+    done = threading.Event()
+
+    def write() -> None:
+        for epoch in range(1, 201):
+            writer.append_steps([{"step": epoch * 10 + i, "epoch": epoch, "loss": 1.0, "lr": 0.1} for i in range(10)])
+            writer.append_epoch({"epoch": epoch, "test_acc": epoch / 200, "note": "x" * 3000})
+            writer.meta["epochs_done"] = epoch
+            writer.write_meta()
+        done.set()
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    seen = 0
+    while not done.is_set() or seen < 200:
+        run = runs.load_run(writer.path)
+        epochs = [e["epoch"] for e in run.epochs]
+        assert epochs == list(range(1, len(epochs) + 1))
+        assert len(epochs) >= seen
+        assert run.meta["status"] == "running"
+        assert not [w for w in run.warnings if "unreadable" in w or "damaged" in w]
+        seen = len(epochs)
+    thread.join()
+    writer.finish("completed")
+
+
+def test_nan_and_infinity_are_stored_as_strict_json(tmp_path):
+    writer = runs.RunWriter.create(tmp_path, "nan", 1)
+    writer.append_epoch({"epoch": 1, "train_loss": float("nan"), "test_loss": float("inf")})
+    writer.finish("failed", "NaN")
+
+    def refuse(constant):
+        raise ValueError(constant)
+
+    line = (writer.path / runs.EPOCHS_JSONL).read_text().strip()
+    assert json.loads(line, parse_constant=refuse) == {"epoch": 1, "train_loss": None, "test_loss": None}
+
+
+def test_damaged_resume_state_is_refused_clearly(tmp_path, sample):
+    proc = start_training(tmp_path, "--epochs", "4")
+    wait_for(lambda: steps_written(tmp_path, runs.EPOCHS_JSONL) >= 1, proc=proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    run_dir = only_run(tmp_path)
+    (run_dir / runs.CHECKPOINTS_DIR / runs.RESUME_STATE).write_bytes(b"garbage")
+    result = subprocess.run([sys.executable, "-m", "engine", "resume", run_dir.name, "--runs-dir", str(tmp_path)],
+                            cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "was refused" in result.stderr
+    assert runs.load_run(run_dir).status == "interrupted"
+    assert len(runs.load_run(run_dir).epochs) >= 1
+
+
+def test_write_failures_never_leave_a_broken_file_under_its_final_name(tmp_path, monkeypatch):
+    """ENOSPC at each write (it surfaces at fsync on full disks): the earlier file stays whole."""
+    writer = runs.RunWriter.create(tmp_path, "full", 1)
+    writer.write_json(runs.CONFIG_JSON, {"width": 4})
+    writer.append_epoch({"epoch": 1})
+
+    def no_space(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", no_space)
+    for attempt in (lambda: writer.write_json(runs.CONFIG_JSON, {"width": 64}),
+                    lambda: writer.append_epoch({"epoch": 2}),
+                    lambda: writer.write_npz("predictions/final.npz", {"a": np.zeros(3)}),
+                    lambda: writer.write_checkpoint("final", create_model(10, 4).state_dict(), {}),
+                    lambda: writer.write_meta()):
+        with pytest.raises(OSError, match="No space"):
+            attempt()
+    monkeypatch.undo()
+    run = runs.load_run(writer.path)
+    assert run.config == {"width": 4}
+    assert run.meta["status"] == "running" and [e["epoch"] for e in run.epochs] == [1]
+    assert run.warnings == []
+    assert not (writer.path / "predictions" / "final.npz").exists()
+    assert not (writer.path / "checkpoints" / "final.safetensors").exists()
+    assert not [p for p in writer.path.rglob("*.tmp*")]
+    writer.release()
