@@ -513,17 +513,19 @@ def load_run(run_dir: Path) -> Run:
     )
 
 
-def list_runs(runs_dir: Path) -> list[Run]:
-    """Every run folder under `runs_dir`, newest first. Folders that are not runs are skipped."""
+def run_dirs(runs_dir: Path) -> list[Path]:
+    """The run folders under `runs_dir`, newest first, without reading them. A non-empty folder
+    without run.json still counts, so a damaged run shows up (with a warning) instead of hiding."""
     root = Path(runs_dir)
     if not root.is_dir():
         return []
-    runs = []
-    for child in sorted(root.iterdir(), reverse=True):
-        # A folder with files but no run.json still shows up, with a warning, so nothing hides.
-        if child.is_dir() and not child.name.startswith(".") and any(child.iterdir()):
-            runs.append(load_run(child))
-    return runs
+    return [child for child in sorted(root.iterdir(), reverse=True)
+            if child.is_dir() and not child.name.startswith(".") and any(child.iterdir())]
+
+
+def list_runs(runs_dir: Path) -> list[Run]:
+    """Every run under `runs_dir`, newest first."""
+    return [load_run(path) for path in run_dirs(runs_dir)]
 
 
 def file_stamp(path: Path) -> tuple[float, int]:

@@ -1,0 +1,167 @@
+"""Dashboard speed on a realistic runs folder, measured with Streamlit's AppTest.
+
+    .venv/bin/python bench/dashboard_bench.py [--runs N] [--images N] [--keep DIR] [--json]
+
+Builds N runs (default 20) with 10,000-image prediction dumps through the engine's own writer
+(one with a real width-64 checkpoint), then times: the first page, a gallery filter change, and
+Grad-CAM for 16 images at the default settings. Prints a table; writes bench/results/dashboard.json.
+Targets on a 2-core CPU: first page < 2 s, filter change < 0.3 s, Grad-CAM (16 images) < 2 s."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT_ROOT))
+
+from engine import runs  # noqa: E402
+
+CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+TARGETS = {"first_page_s": 2.0, "filter_change_s": 0.3, "grad_cam_16_s": 2.0}
+
+
+def build_runs(root: Path, count: int, images: int, epochs: int = 20) -> list[str]:
+    """Synthetic but well-formed runs: same dataset, different seeds, one with a checkpoint."""
+    import torch
+
+    from engine.model import create_model
+
+    rng = np.random.default_rng(0)
+    test_images = rng.integers(0, 256, (images, 32, 32, 3), dtype=np.uint8)
+    labels = rng.integers(0, 10, images)
+    dataset = {"name": "cifar10", "classes": CLASSES, "num_classes": 10, "train_size": 50000,
+               "test_size": images, "image_shape": [32, 32, 3], "mean": [0.4914, 0.4822, 0.4465],
+               "std": [0.2470, 0.2435, 0.2616], "fingerprint": "benchbenchbench0"}
+    ids = []
+    for seed in range(count):
+        writer = runs.RunWriter.create(root, f"bench-seed{seed}", epochs)
+        writer.write_json(runs.CONFIG_JSON, {"width": 64, "epochs": epochs, "seed": seed, "batch_size": 64,
+                                             "lr": None, "dataset": "cifar10"})
+        writer.write_json(runs.DATASET_JSON, dataset)
+        writer.write_json(runs.ENVIRONMENT_JSON, {"device_name": "bench", "torch": torch.__version__})
+        writer.write_array(runs.TEST_IMAGES_NPY, test_images)
+        steps_per_epoch = 50
+        for epoch in range(1, epochs + 1):
+            acc = 0.9 - 0.5 * np.exp(-epoch / 4) + rng.normal(0, 0.005)
+            writer.append_steps([{"step": (epoch - 1) * steps_per_epoch + s, "epoch": epoch,
+                                  "loss": float(2 * np.exp(-epoch / 5) + rng.normal(0, 0.05)), "lr": 0.01}
+                                 for s in range(1, steps_per_epoch + 1)])
+            writer.append_epoch({"epoch": epoch, "step": epoch * steps_per_epoch, "lr_start": 0.01, "lr_end": 0.01,
+                                 "train_loss": 1.5 - acc, "train_acc": acc + 0.02, "test_loss": 1.6 - acc,
+                                 "test_acc": acc, "seconds": 30.0, "train_seconds": 28.0, "images_per_s": 1800.0})
+        logits = rng.normal(0, 1, (images, 10)).astype(np.float32)
+        logits[np.arange(images), labels] += 2.5
+        probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+        pred = probs.argmax(1)
+        dump = {"index": np.arange(images), "label": labels, "pred": pred, "confidence": probs.max(1),
+                "probs": probs, "loss": -np.log(probs[np.arange(images), labels])}
+        writer.write_predictions("final", dump)
+        writer.write_predictions("best", dump)
+        if seed == count - 1:
+            model = create_model(10, 64)
+            writer.write_checkpoint("final", model.state_dict(), {"epoch": str(epochs), "width": "64"})
+        writer.finish("completed")
+        ids.append(writer.path.name)
+    return ids
+
+
+def timed(action) -> float:
+    start = time.perf_counter()
+    action()
+    return time.perf_counter() - start
+
+
+def measure(root: Path, focus: str, repeats: int) -> dict:
+    os.environ["RUNS_DIR"] = str(root)
+    from streamlit.testing.v1 import AppTest
+
+    app = str(PROJECT_ROOT / "dashboard" / "app.py")
+    results = {}
+    cold = AppTest.from_file(app, default_timeout=120)
+    results["first_page_cold_s"] = timed(cold.run)  # imports plotly/pandas, empty caches
+    warm = AppTest.from_file(app, default_timeout=120)
+    results["first_page_s"] = timed(warm.run)  # a new session on a running server
+    assert not warm.exception, warm.exception
+
+    warm.query_params["run"] = focus
+    at = AppTest.from_file(app, default_timeout=120)
+    at.query_params["run"] = focus
+    at.run()
+    at.switch_page("app_pages/misclassified.py")
+    results["gallery_first_s"] = timed(at.run)
+    assert not at.exception, at.exception
+    changes = []
+    for k in range(repeats):
+        at.multiselect(key="mis_true").set_value([k % 10])
+        changes.append(timed(at.run))
+        at.slider(key="mis_conf").set_range(0.1 * (k % 3), 0.95)
+        changes.append(timed(at.run))
+    assert not at.exception, at.exception
+    results["filter_change_s"] = statistics.median(changes)
+    results["filter_change_max_s"] = max(changes)
+
+    indices = ", ".join(str(i) for i in range(16))
+    at.switch_page("app_pages/grad_cam.py").run()
+    at.text_input[0].set_value(indices).run()
+    at.button(key="cam_go").click()
+    results["grad_cam_page_first_s"] = timed(at.run)  # loads the model, then 16 maps
+    assert at.session_state["cam_result"]["shape"] == (16, 32, 32), at.exception
+    at.selectbox(key="cam_method").set_value("GradCAM++")
+    at.button(key="cam_go").click()
+    results["grad_cam_page_s"] = timed(at.run)
+
+    from dashboard.gradcam import compute_cams, load_model
+
+    run = runs.load_run(root / focus)
+    model = load_model(run.checkpoint_path("final"), 10, 64)
+    images = np.asarray(run.test_images()[:16])
+    compute_cams(model, images, run.dataset["mean"], run.dataset["std"])  # warm-up
+    results["grad_cam_16_s"] = statistics.median(
+        timed(lambda: compute_cams(model, images, run.dataset["mean"], run.dataset["std"])) for _ in range(repeats))
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--images", type=int, default=10_000)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--keep", type=Path, help="build the runs here and keep them")
+    parser.add_argument("--json", action="store_true", help="print only the results, as one JSON line")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = args.keep or Path(tmp) / "runs"
+        started = time.perf_counter()
+        ids = build_runs(root, args.runs, args.images)
+        build_s = time.perf_counter() - started
+        results = measure(root, ids[-1], args.repeats)
+    report = {**{k: round(v, 4) for k, v in results.items()}, "runs": args.runs, "images_per_dump": args.images,
+              "build_s": round(build_s, 2), "cpu_count": os.cpu_count(), "platform": platform.platform(),
+              "targets_s": TARGETS}
+    if args.json:  # for `python -m bench`, which reads the last line
+        print(json.dumps(report))
+        return
+    print(f"{args.runs} runs x {args.images} images (built in {build_s:.1f} s)\n")
+    print(f"{'measure':24s} {'seconds':>9s} {'target':>8s}")
+    for key, value in results.items():
+        target = TARGETS.get(key)
+        verdict = "" if target is None else ("  ok" if value < target else "  SLOW")
+        print(f"{key:24s} {value:9.3f} {target if target else '':>8}{verdict}")
+    out = PROJECT_ROOT / "bench" / "results" / "dashboard.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwritten to {out.relative_to(PROJECT_ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The Streamlit dashboard over run folders; reads runs only through `engine.runs`."""

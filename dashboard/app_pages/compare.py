@@ -1,0 +1,119 @@
+"""Two or more runs side by side: curves, config differences, key figures, per-class accuracy,
+the confusion-matrix difference, and the images one run got right and the other wrong."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from dashboard import charts, data, metrics, widgets
+
+st.title("Compare runs")
+ids = widgets.selected_runs()
+if len(ids) < 2:
+    st.info("Select two or more runs (in the sidebar or on the Runs page) to compare them.")
+    st.stop()
+loaded = {run_id: data.load_run(run_id) for run_id in ids}
+runs = {run_id: run for run_id, run in loaded.items() if run is not None}
+if len(runs) < 2:
+    st.warning("Fewer than two of the selected runs can be read.")
+    st.stop()
+label = {run_id: f"{run.name} ({run_id[9:15]})" for run_id, run in runs.items()}  # the time of day tells twins apart
+for run_id, run in runs.items():
+    widgets.show_warnings(label[run_id], run.warnings)
+
+fingerprints = {run_id: (run.dataset or {}).get("fingerprint") for run_id, run in runs.items()}
+if len(set(fingerprints.values())) > 1:
+    listing = ", ".join(f"{label[r]}: {(runs[r].dataset or {}).get('name', '?')} [{fingerprint}]"
+                        for r, fingerprint in fingerprints.items())
+    st.error(f"These runs were trained and tested on different datasets, so comparing them would mislead; "
+             f"select runs with the same dataset fingerprint. ({listing})")
+    st.stop()
+
+# ---------------------------------------------------------------- curves, one colour per run
+epochs = {label[r]: data.epochs(run) for r, run in runs.items()}
+left, right = st.columns(2)
+left.plotly_chart(charts.compare_curves(epochs, "test_acc", "test accuracy"), key="cmp_test_acc")
+right.plotly_chart(charts.compare_curves(epochs, "test_loss", "test loss"), key="cmp_test_loss")
+left.plotly_chart(charts.compare_curves(epochs, "train_acc", "train accuracy"), key="cmp_train_acc")
+right.plotly_chart(charts.compare_curves(epochs, "train_loss", "train loss"), key="cmp_train_loss")
+
+# ---------------------------------------------------------------- key figures and config
+st.subheader("Key figures")
+for column, (run_id, run) in zip(st.columns(len(runs)), runs.items()):
+    best, best_at = metrics.best_epoch(run.epochs)
+    final = run.epochs[-1].get("test_acc") if run.epochs else None
+    column.markdown(f"**{label[run_id]}**")
+    column.metric("Best test accuracy", f"{best:.2%}" if best is not None else "—",
+                  help=f"epoch {best_at}" if best_at else None)
+    column.metric("Final test accuracy", f"{final:.2%}" if final is not None else "—")
+    column.metric("First epoch at 85%", metrics.first_epoch_reaching(run.epochs) or "not reached")
+    seconds = metrics.duration_seconds(run.meta, run.epochs)
+    column.metric("Duration", f"{seconds:.0f} s" if seconds else "—")
+
+st.subheader("Config differences")
+diff = metrics.config_diff({label[r]: run.config for r, run in runs.items()})
+if diff:
+    st.dataframe(pd.DataFrame(diff).T.astype(str), key="config_diff")
+else:
+    st.caption("The configs are identical.")
+
+# ---------------------------------------------------------------- predictions
+st.subheader("Predictions")
+tag = st.radio("Predictions from", ("final", "best"), horizontal=True, key="cmp_dump",
+               format_func={"final": "final models", "best": "best epochs"}.get)
+dumps = {}
+for run_id in runs:
+    dump, _ = data.predictions(run_id, tag)
+    if dump is None:
+        st.warning(f"{label[run_id]} has no readable {tag} prediction dump; it is left out below.")
+    else:
+        dumps[run_id] = dump
+if not dumps:
+    st.stop()
+names = widgets.class_names(next(iter(runs.values())), next(iter(dumps.values())))
+per_class = pd.DataFrame({label[r]: metrics.per_class_accuracy(d["label"], d["pred"], len(names))
+                          for r, d in dumps.items()}, index=names)
+st.plotly_chart(charts.per_class_accuracy(per_class), key="cmp_per_class")
+if len(dumps) < 2:
+    st.stop()
+
+options = list(dumps)
+pick_a, pick_b = st.columns(2)
+run_a = pick_a.selectbox("Run A", options, index=0, key="cmp_a", format_func=label.get)
+run_b = pick_b.selectbox("Run B", options, index=1, key="cmp_b", format_func=label.get)
+if run_a == run_b:
+    st.info("Pick two different runs as A and B.")
+    st.stop()
+dump_a, dump_b = dumps[run_a], dumps[run_b]
+
+difference = (metrics.confusion_matrix(dump_b["label"], dump_b["pred"], len(names))
+              - metrics.confusion_matrix(dump_a["label"], dump_a["pred"], len(names)))
+st.plotly_chart(charts.confusion_grid(difference, names, f"Confusion matrix of B minus A ({label[run_b]} − "
+                                      f"{label[run_a]})", "images (B − A)", diverging=True), key="cmp_confusion")
+
+a_only, b_only = metrics.prediction_diff(dump_a, dump_b)
+counts = st.columns(2)
+counts[0].metric("A right, B wrong", len(a_only))
+counts[1].metric("B right, A wrong", len(b_only))
+direction = st.segmented_control("Show", ("A right, B wrong", "B right, A wrong"), default="A right, B wrong",
+                                 key="cmp_direction", required=True)
+indices = a_only if direction == "A right, B wrong" else b_only
+if not len(indices):
+    st.caption("No such images.")
+    st.stop()
+per_page = 24
+pages = math.ceil(len(indices) / per_page)
+page = st.pagination(pages, key=f"cmp_page_{direction}_{pages}") if pages > 1 else 1
+shown = indices[(page - 1) * per_page: page * per_page]
+rows_a, rows_b = metrics.rows_for_indices(dump_a, shown), metrics.rows_for_indices(dump_b, shown)
+pngs = data.test_pngs(run_a, tuple(int(i) for i in shown))
+captions = [f"#{i}: true {names[dump_a['label'][ra]]} · A {names[dump_a['pred'][ra]]} "
+            f"({dump_a['confidence'][ra]:.0%}) · B {names[dump_b['pred'][rb]]} ({dump_b['confidence'][rb]:.0%})"
+            for i, ra, rb in zip(shown, rows_a, rows_b)]
+if pngs is None:
+    st.dataframe(pd.DataFrame({"test image": shown, "prediction": captions}), hide_index=True)
+else:
+    widgets.image_grid(pngs, captions, columns=6)
+st.caption(f"{len(np.asarray(indices))} images in all; {len(shown)} shown on this page.")

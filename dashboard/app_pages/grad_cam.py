@@ -1,0 +1,93 @@
+"""Grad-CAM for the images picked in the gallery (or any test index), computed on demand from
+the run's checkpoint: the image and its class-activation overlay side by side."""
+
+import streamlit as st
+
+from dashboard import data, widgets
+from dashboard.gradcam import DEFAULT_LAYER, LAYERS, METHODS, overlay
+
+MAX_IMAGES = 32
+
+run_id = widgets.focus_run()
+run = data.load_run(run_id) if run_id else None
+if run is None:
+    st.stop()
+st.title(f"Grad-CAM · {run.name}")
+widgets.show_warnings(run.id, run.warnings)
+
+tags = run.checkpoint_tags()
+if not tags:
+    st.warning("This run has no checkpoint, so Grad-CAM cannot be computed. Checkpoints are written after "
+               "the best and the last epoch; a run stopped before its first epoch ended has none.",
+               icon=":material/warning:")
+    st.stop()
+
+cols = st.columns([2, 2, 2, 2, 2])
+tag = cols[0].selectbox("Checkpoint", tags, key="cam_tag", format_func={"final": "final model",
+                                                                        "best": "best epoch"}.get)
+method = cols[1].selectbox("Method", list(METHODS), key="cam_method")
+layer = cols[2].selectbox("Target layer", LAYERS, index=LAYERS.index(DEFAULT_LAYER), key="cam_layer")
+target_mode = cols[3].selectbox("Explain the class", ("predicted", "true", "chosen"), key="cam_target")
+opacity = cols[4].slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key="cam_opacity")
+
+dump, _ = data.predictions(run.id, tag)
+names = widgets.class_names(run, dump)
+chosen_class = None
+if target_mode == "chosen":
+    chosen_class = st.selectbox("Class", range(len(names)), key="cam_class", format_func=names.__getitem__)
+if target_mode == "true" and dump is None:
+    st.warning("The true classes come from the prediction dump, which this checkpoint lacks; "
+               "explaining the predicted class instead.")
+    target_mode = "predicted"
+
+default = ", ".join(str(i) for i in widgets.cam_selection(run.id))
+text = st.text_input("Test indices (comma-separated)", value=default, key=f"cam_indices_{run.id}",
+                     help="Filled from the images ticked in the Misclassifications gallery; any test index works.")
+try:
+    indices = list(dict.fromkeys(int(part) for part in text.replace(" ", ",").split(",") if part.strip()))
+except ValueError:
+    st.error("Test indices must be whole numbers separated by commas, e.g. `3, 17, 42`.")
+    st.stop()
+if not indices:
+    st.info("Tick images in the Misclassifications gallery, or type test indices above.")
+    st.stop()
+if len(indices) > MAX_IMAGES:
+    st.warning(f"Showing the first {MAX_IMAGES} of {len(indices)} images.")
+    indices = indices[:MAX_IMAGES]
+images = data.test_images(run.id, tuple(indices))
+if images is None:
+    st.error("Some of these test indices do not exist in this run, or its test images are unreadable.")
+    st.stop()
+
+request = (run.id, tag, tuple(indices), method, layer, target_mode, chosen_class)
+if st.button("Compute Grad-CAM", type="primary", key="cam_go"):
+    st.session_state["cam_request"] = request
+if st.session_state.get("cam_request") != request:
+    st.caption("Press the button to compute the maps for these settings (each map is computed once, then cached).")
+    st.stop()
+
+try:
+    store = data.cam_store(run.id, tag)
+except Exception as exc:  # a damaged or mismatched checkpoint: say so, keep the page alive
+    st.error(f"The {tag} checkpoint could not be loaded ({exc.__class__.__name__}: {exc}).")
+    st.stop()
+with st.spinner("Computing Grad-CAM…"):
+    probs = store.predict(images)
+    predicted = probs.argmax(1)
+    label_of = {} if dump is None else dict(zip(dump["index"].tolist(), dump["label"].tolist()))
+    labels = [label_of.get(i) for i in indices] if label_of else None
+    wanted = {"predicted": predicted, "true": labels, "chosen": [chosen_class] * len(indices)}[target_mode]
+    targets = [int(p if t is None else t) for t, p in zip(wanted, predicted)]  # no label: explain the prediction
+    cams = store.cams(images, indices, method, layer, targets)
+st.session_state["cam_result"] = {"request": request, "shape": cams.shape}
+
+per_row = 3
+for start in range(0, len(indices), per_row):
+    cells = st.columns(per_row * 2)
+    for k in range(start, min(start + per_row, len(indices))):
+        left, right = cells[2 * (k - start)], cells[2 * (k - start) + 1]
+        truth = f"true {names[labels[k]]}, " if labels and labels[k] is not None else ""
+        left.image(data.to_png(images[k]), caption=f"#{indices[k]}: {truth}predicted {names[predicted[k]]} "
+                   f"({probs[k, predicted[k]]:.0%})", output_format="PNG")
+        right.image(data.to_png(overlay(images[k], cams[k], opacity)),
+                    caption=f"{method}, {layer}, class {names[targets[k]]}", output_format="PNG")

@@ -1,0 +1,91 @@
+"""The test images a run got wrong: filter by true and predicted class and confidence, sort by
+loss or confidence, page through, enlarge one, and pick images for Grad-CAM."""
+
+import math
+
+import streamlit as st
+
+from dashboard import charts, data, metrics, widgets
+
+run_id = widgets.focus_run()
+run = data.load_run(run_id) if run_id else None
+if run is None:
+    st.stop()
+st.title(f"Misclassifications · {run.name}")
+
+preset = st.session_state.pop("gallery_preset", None)  # set by a confusion-matrix click
+if preset:
+    st.session_state.update(mis_true=preset["true"], mis_pred=preset["pred"], mis_conf=(0.0, 1.0))
+    if preset["tag"] in run.prediction_tags():
+        st.session_state["mis_dump"] = preset["tag"]
+
+tag = widgets.dump_picker(run, key="mis_dump")
+dump, warnings = data.predictions(run.id, tag) if tag else (None, [])
+widgets.show_warnings(run.id, warnings)
+if dump is None:
+    st.stop()
+names = widgets.class_names(run, dump)
+classes = list(range(len(names)))
+
+cols = st.columns([3, 3, 3, 2, 1])
+true = cols[0].multiselect("True class", classes, key="mis_true", format_func=names.__getitem__,
+                           persist_state="session", placeholder="any")
+pred = cols[1].multiselect("Predicted class", classes, key="mis_pred", format_func=names.__getitem__,
+                           persist_state="session", placeholder="any")
+confidence = cols[2].slider("Confidence", 0.0, 1.0, (0.0, 1.0), 0.01, key="mis_conf", persist_state="session")
+sort = cols[3].selectbox("Sort by", list(metrics.SORTS), key="mis_sort", persist_state="session")
+per_page = cols[4].selectbox("Per page", (12, 24, 48), index=1, key="mis_per_page", persist_state="session")
+
+rows = metrics.misclassified(dump, true, pred, confidence, sort)
+wrong = int((dump["label"] != dump["pred"]).sum())
+count_col, note_col = st.columns([1, 4])
+count_col.metric("Matching images", len(rows), help=f"{wrong} of {len(dump['label'])} test images are wrong")
+note_col.caption(f"{wrong} of {len(dump['label'])} test images are misclassified by the {tag} model "
+                 f"({wrong / max(len(dump['label']), 1):.1%}). Tick images to explain them on the Grad-CAM page.")
+if not len(rows):
+    st.info("No misclassified image matches these filters.")
+    st.stop()
+
+pages = math.ceil(len(rows) / per_page)
+page = st.pagination(pages, key=f"mis_page_{pages}") if pages > 1 else 1
+shown = rows[(page - 1) * per_page: page * per_page]
+indices = tuple(int(i) for i in dump["index"][shown])
+pngs = data.test_pngs(run.id, indices)
+if pngs is None:
+    st.warning("This run's test images are missing or unreadable, so only the numbers are shown.")
+
+
+@st.dialog("Test image", width="large")
+def enlarge(row: int) -> None:
+    index, label, guess = int(dump["index"][row]), int(dump["label"][row]), int(dump["pred"][row])
+    left, right = st.columns([1, 2])
+    images = data.test_pngs(run.id, (index,), size=256)
+    if images:
+        left.image(images[0], output_format="PNG", caption=f"test image #{index}")
+    left.write(f"true **{names[label]}**, predicted **{names[guess]}** ({dump['confidence'][row]:.1%}), "
+               f"loss {dump['loss'][row]:.3f}")
+    right.plotly_chart(charts.probability_bars(dump["probs"][row], names, label, guess), key=f"probs_{index}")
+
+
+picked = set(widgets.cam_selection(run.id))
+columns = 6
+for start in range(0, len(shown), columns):
+    cells = st.columns(columns)
+    for offset, (cell, row) in enumerate(zip(cells, shown[start:start + columns])):
+        index = int(dump["index"][row])
+        label, guess = names[int(dump["label"][row])], names[int(dump["pred"][row])]
+        caption = f"#{index}: {label} → {guess} ({dump['confidence'][row]:.0%})"
+        if pngs is not None:
+            cell.image(pngs[start + offset], caption=caption, width=data.IMAGE_PX, output_format="PNG")
+        else:
+            cell.write(caption)
+        tick, zoom = cell.columns([3, 2])
+        tick.checkbox("Grad-CAM", value=index in picked, key=f"pick_{run.id}_{index}",
+                      on_change=widgets.toggle_cam_selection, args=(run.id, index),
+                      help="Pick for the Grad-CAM page")
+        if zoom.button("", key=f"zoom_{index}", icon=":material/zoom_in:", help="Enlarge with probabilities"):
+            enlarge(int(row))
+
+if picked:
+    st.page_link("app_pages/grad_cam.py", label=f"Explain the {len(picked)} picked image(s) with Grad-CAM",
+                 icon=":material/blur_on:")

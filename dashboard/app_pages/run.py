@@ -1,0 +1,101 @@
+"""One run in full: curves, LR schedule and range test, key figures, config, model, samples,
+per-class accuracy and a confusion matrix whose cells open the misclassification gallery."""
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import charts, data, metrics, widgets
+
+run_id = widgets.focus_run()
+run = data.load_run(run_id) if run_id else None
+if run is None:
+    st.stop()
+
+st.title(f"Run {run.name}")
+dataset = run.dataset or {}
+st.caption(f"`{run.id}` · {run.status} · dataset {dataset.get('name', '?')} · created {run.meta.get('created')} · "
+           f"{(run.environment or {}).get('device_name', 'device unknown')}")
+if run.status in ("failed", "interrupted"):
+    st.error(f"The run {run.status}: {run.meta.get('error') or 'no reason recorded'}")
+widgets.show_warnings(run.id, run.warnings)
+
+# ---------------------------------------------------------------- key figures
+best_acc, best_epoch = metrics.best_epoch(run.epochs)
+final_acc = run.epochs[-1].get("test_acc") if run.epochs else None
+reached = metrics.first_epoch_reaching(run.epochs, 0.85)
+params = (run.model_summary or {}).get("total_params")
+used_lr = (run.lr_finder or {}).get("used_lr") or (run.config or {}).get("lr")
+figures = st.columns(6)
+figures[0].metric("Parameters", f"{params:,}" if params else "—")
+figures[1].metric("Best test accuracy", f"{best_acc:.2%}" if best_acc is not None else "—",
+                  help=f"epoch {best_epoch}" if best_epoch else None)
+figures[2].metric("Final test accuracy", f"{final_acc:.2%}" if final_acc is not None else "—")
+figures[3].metric("First epoch at 85%", reached or "not reached")
+figures[4].metric("Max LR", f"{used_lr:.3g}" if used_lr else "—")
+figures[5].metric("Epochs", f"{len(run.epochs)} / {run.meta.get('epochs_planned', '?')}")
+
+# ---------------------------------------------------------------- curves
+epochs, steps = data.epochs(run), data.steps(run.id)
+if epochs.empty:
+    st.info("No epoch has finished yet.")
+else:
+    left, right = st.columns(2)
+    left.plotly_chart(charts.training_curves(epochs, "acc"), key="acc_curve")
+    right.plotly_chart(charts.training_curves(epochs, "loss", steps), key="loss_curve")
+left, right = st.columns(2)
+if not steps.empty:
+    left.plotly_chart(charts.lr_schedule(steps), key="lr_schedule")
+if run.lr_finder:
+    right.plotly_chart(charts.lr_finder_curve(run.lr_finder), key="lr_finder")
+else:
+    right.info("No LR range test recorded: a fixed max LR was given with --lr, or the test has not finished.")
+
+# ---------------------------------------------------------------- config, model, samples
+left, right = st.columns(2)
+with left.expander("Config", expanded=False):
+    st.dataframe(pd.DataFrame({"value": [str(v) for v in (run.config or {}).values()]},
+                              index=list(run.config or {})), height=400)
+with right.expander("Model summary", expanded=False):
+    summary = run.model_summary or {}
+    st.write(f"{summary.get('total_params', 0):,} parameters, "
+             f"{summary.get('total_mult_adds', 0) / 1e9:.2f} G mult-adds per batch of "
+             f"{(summary.get('input_shape') or ['?'])[0]}")
+    st.dataframe(pd.DataFrame(summary.get("layers") or []), height=400, hide_index=True)
+
+names = widgets.class_names(run)
+samples = data.train_samples(run.id)
+if samples is not None and len(samples["images"]):
+    st.subheader("Training samples")
+    shown = samples["images"][:16]
+    labels = [names[int(y)] if int(y) < len(names) else str(y) for y in samples["labels"][:16]]
+    widgets.image_grid([data.to_png(image, 96) for image in shown], labels, columns=8, width=96)
+
+# ---------------------------------------------------------------- predictions
+st.subheader("Predictions on the test set")
+tag = widgets.dump_picker(run, key="run_dump")
+dump, _ = data.predictions(run.id, tag) if tag else (None, [])
+if tag and dump is None:
+    st.warning("The prediction dump could not be read; see the warnings above.", icon=":material/warning:")
+if dump is not None:
+    names = widgets.class_names(run, dump)
+    n = len(names)
+    per_class = metrics.per_class_accuracy(dump["label"], dump["pred"], n)
+    st.plotly_chart(charts.per_class_accuracy(pd.DataFrame({run.name: per_class}, index=names)), key="per_class")
+
+    normalised = st.toggle("Row-normalised (fraction of each true class)", key="cm_normalised")
+    counts = metrics.confusion_matrix(dump["label"], dump["pred"], n)
+    matrix = metrics.row_normalised(counts) if normalised else counts
+    figure = charts.confusion_grid(matrix, names, "Confusion matrix (click a cell for its images)",
+                                   "fraction" if normalised else "images", percent=normalised)
+    event = st.plotly_chart(figure, key="confusion", on_select="rerun", selection_mode="points")
+    points = event.selection.points if event else []
+    if points:
+        true, pred = points[0]["customdata"]
+        widgets.open_gallery(true, pred, tag)
+
+    with st.form("cell_picker", border=False):
+        cols = st.columns([2, 2, 1])
+        true = cols[0].selectbox("True class", range(n), format_func=names.__getitem__)
+        pred = cols[1].selectbox("Predicted class", range(n), index=min(1, n - 1), format_func=names.__getitem__)
+        if cols[2].form_submit_button("Show these images"):
+            widgets.open_gallery(true, pred, tag)

@@ -1,0 +1,145 @@
+"""Pure chart builders: data in, plotly figure out. No Streamlit, no file access.
+
+Every axis has a title with its unit; a class keeps one colour everywhere (`class_colour`),
+and in comparisons a run keeps one colour everywhere (`run_colour`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+# One palette for classes, one for runs: a class or a run is drawn in the same colour on every page.
+CLASS_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+                 "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+RUN_PALETTE = ("#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2",
+               "#B279A2", "#FF9DA6", "#9D755D", "#BAB0AC", "#EECA3B")
+HEIGHT = 340
+
+
+def class_colour(index: int) -> str:
+    return CLASS_PALETTE[index % len(CLASS_PALETTE)]
+
+
+def run_colour(position: int) -> str:
+    return RUN_PALETTE[position % len(RUN_PALETTE)]
+
+
+def _layout(fig: go.Figure, title: str, x: str, y: str, **extra) -> go.Figure:
+    fig.update_layout(title=title, xaxis_title=x, yaxis_title=y, height=extra.pop("height", HEIGHT),
+                      margin=dict(l=60, r=20, t=50, b=50), legend=dict(orientation="h", y=-0.25), **extra)
+    return fig
+
+
+def training_curves(epochs: pd.DataFrame, metric: str, steps: pd.DataFrame | None = None) -> go.Figure:
+    """Train vs test per epoch for `metric` ("acc" or "loss"); the per-step train loss as a faint line.
+
+    `epochs` has columns epoch, train_<metric>, test_<metric>; `steps` has epoch_position, loss."""
+    fig = go.Figure()
+    if metric == "loss" and steps is not None and len(steps):
+        fig.add_scatter(x=steps["epoch_position"], y=steps["loss"], mode="lines", name="train loss per step",
+                        line=dict(color=run_colour(0), width=1), opacity=0.25)
+    scale = 100.0 if metric == "acc" else 1.0
+    for split, dash in (("train", "dot"), ("test", "solid")):
+        column = f"{split}_{metric}"
+        if column in epochs:
+            fig.add_scatter(x=epochs["epoch"], y=epochs[column] * scale, mode="lines+markers",
+                            name=f"{split} {metric}", line=dict(color=run_colour(0 if split == "train" else 1),
+                                                                dash=dash))
+    label = "accuracy (%)" if metric == "acc" else "cross-entropy loss"
+    return _layout(fig, f"{'Accuracy' if metric == 'acc' else 'Loss'} per epoch", "epoch", label)
+
+
+def lr_schedule(steps: pd.DataFrame) -> go.Figure:
+    """The learning rate each optimizer step used."""
+    fig = go.Figure(go.Scatter(x=steps["step"], y=steps["lr"], mode="lines", name="learning rate",
+                               line=dict(color=run_colour(2))))
+    return _layout(fig, "Learning-rate schedule", "optimizer step", "learning rate")
+
+
+def lr_finder_curve(lr_finder: Mapping) -> go.Figure:
+    """Loss against LR on a log axis, the suggestion marked and the LR actually used as a line."""
+    lrs, raw, smooth = lr_finder.get("lr") or [], lr_finder.get("loss") or [], lr_finder.get("smoothed_loss") or []
+    fig = go.Figure()
+    fig.add_scatter(x=lrs, y=raw, mode="lines", name="loss", line=dict(color=run_colour(0), width=1), opacity=0.35)
+    if smooth:
+        fig.add_scatter(x=lrs, y=smooth, mode="lines", name="smoothed loss", line=dict(color=run_colour(0)))
+    index, suggested = lr_finder.get("suggestion_index"), lr_finder.get("suggested_lr")
+    if suggested is not None and index is not None and 0 <= index < len(lrs):
+        y = (smooth or raw)[index]
+        fig.add_scatter(x=[suggested], y=[y], mode="markers", name=f"suggestion {suggested:.3g}",
+                        marker=dict(color=run_colour(3), size=12, symbol="star"))
+    used = lr_finder.get("used_lr")
+    if used:
+        fig.add_vline(x=np.log10(used), line=dict(color=run_colour(2), dash="dash"),
+                      annotation_text=f"used {used:.3g}")
+    fig.update_xaxes(type="log")
+    return _layout(fig, "LR range test", "learning rate (log scale)", "training loss")
+
+
+def per_class_accuracy(table: pd.DataFrame) -> go.Figure:
+    """Grouped bars: one group per class, one bar per run (columns of `table`, index = classes).
+
+    With one run the bars take the class colours; with several, each run its own colour."""
+    fig = go.Figure()
+    single = len(table.columns) == 1
+    for position, run in enumerate(table.columns):
+        colours = [class_colour(i) for i in range(len(table))] if single else run_colour(position)
+        fig.add_bar(x=list(table.index), y=table[run] * 100, name=str(run), marker_color=colours,
+                    hovertemplate="%{x}: %{y:.1f}%<extra>" + str(run) + "</extra>")
+    fig.update_layout(barmode="group", showlegend=not single)
+    fig.update_yaxes(range=[0, 100])
+    fig.update_xaxes(type="category", tickmode="linear")  # every class named, digits included
+    return _layout(fig, "Accuracy per class", "true class", "accuracy (%)")
+
+
+def confusion_grid(matrix: np.ndarray, class_names: Sequence[str], title: str, value_label: str,
+                   diverging: bool = False, percent: bool = False) -> go.Figure:
+    """A confusion matrix drawn as square scatter markers: unlike go.Heatmap, points can be
+    selected (streamlit #8760). Each point's customdata is (true class, predicted class)."""
+    n = len(class_names)
+    true, pred = np.divmod(np.arange(n * n), n)
+    values = matrix.reshape(-1).astype(float)
+    if diverging:
+        limit = max(abs(values).max(), 1e-9)
+        colour = dict(colorscale="RdBu", cmin=-limit, cmax=limit)
+    else:
+        colour = dict(colorscale="Blues", cmin=0, cmax=max(values.max(), 1e-9))
+    text = [f"{v:.0%}" if percent else f"{v:+.0f}" if diverging else f"{v:.0f}" for v in values]
+    size = max(14, min(48, int(440 / max(n, 1))))
+    fig = go.Figure(go.Scatter(
+        x=[class_names[p] for p in pred], y=[class_names[t] for t in true], mode="markers+text",
+        text=text, textfont=dict(size=max(8, size // 4)), customdata=np.stack([true, pred], axis=1),
+        marker=dict(symbol="square", size=size, color=values, colorbar=dict(title=value_label), **colour),
+        hovertemplate="true %{y}, predicted %{x}: %{text}<extra></extra>"))
+    fig.update_xaxes(type="category", categoryorder="array", categoryarray=list(class_names))
+    fig.update_yaxes(type="category", categoryorder="array", categoryarray=list(class_names), autorange="reversed")
+    return _layout(fig, title, "predicted class", "true class", height=max(HEIGHT, 60 + size * n + 80),
+                   clickmode="event+select", dragmode=False)
+
+
+def probability_bars(probs: np.ndarray, class_names: Sequence[str], true: int, pred: int) -> go.Figure:
+    """One image's class probabilities, in the class colours; true and predicted classes named."""
+    labels = [f"{name}{' (true)' if i == true else ''}{' (predicted)' if i == pred and i != true else ''}"
+              for i, name in enumerate(class_names)]
+    fig = go.Figure(go.Bar(x=np.asarray(probs) * 100, y=labels, orientation="h",
+                           marker_color=[class_colour(i) for i in range(len(class_names))],
+                           hovertemplate="%{y}: %{x:.1f}%<extra></extra>"))
+    fig.update_yaxes(autorange="reversed")
+    fig.update_xaxes(range=[0, 100])
+    return _layout(fig, "Class probabilities", "probability (%)", "class")
+
+
+def compare_curves(epochs_by_run: Mapping[str, pd.DataFrame], column: str, label: str) -> go.Figure:
+    """One line per run for an epoch column, in the run colours."""
+    fig = go.Figure()
+    scale = 100.0 if column.endswith("_acc") else 1.0
+    for position, (run, epochs) in enumerate(epochs_by_run.items()):
+        if column in epochs:
+            fig.add_scatter(x=epochs["epoch"], y=epochs[column] * scale, mode="lines+markers", name=run,
+                            line=dict(color=run_colour(position)))
+    unit = f"{label} (%)" if scale == 100 else label
+    return _layout(fig, label[:1].upper() + label[1:] + " per epoch", "epoch", unit)
+

@@ -1,0 +1,130 @@
+"""The dashboard's pure parts, without Streamlit: metrics and selections, charts, Grad-CAM."""
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+import torch
+
+from dashboard import charts, metrics
+from dashboard.gradcam import LAYERS, METHODS, compute_cams, load_model, overlay
+from engine import runs
+from engine.model import create_model
+
+
+def dump_of(label, pred, confidence=None, loss=None, index=None):
+    label, pred = np.asarray(label), np.asarray(pred)
+    n = len(label)
+    confidence = np.linspace(0.2, 0.9, n, dtype=np.float32) if confidence is None else np.asarray(confidence)
+    loss = np.arange(n, dtype=np.float32)[::-1].copy() if loss is None else np.asarray(loss)
+    probs = np.full((n, 3), 0.1, np.float32)
+    return {"index": np.arange(n) if index is None else np.asarray(index), "label": label, "pred": pred,
+            "confidence": confidence, "probs": probs, "loss": loss}
+
+
+def test_confusion_matrix_counts_rows_true_columns_predicted():
+    matrix = metrics.confusion_matrix(np.array([0, 0, 1, 2, 2]), np.array([0, 1, 1, 2, 0]), 3)
+    assert matrix.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 1]]
+    assert metrics.row_normalised(matrix)[0].tolist() == [0.5, 0.5, 0.0]
+    assert metrics.row_normalised(np.zeros((2, 2), int)).tolist() == [[0, 0], [0, 0]]
+
+
+def test_per_class_accuracy_is_recall_and_nan_for_absent_classes():
+    result = metrics.per_class_accuracy(np.array([0, 0, 1]), np.array([0, 1, 1]), 3)
+    assert result[:2].tolist() == [0.5, 1.0] and np.isnan(result[2])
+    assert metrics.accuracy(np.array([0, 1]), np.array([0, 0])) == 0.5
+
+
+def test_misclassified_filters_and_sorts():
+    dump = dump_of(label=[0, 1, 2, 0, 1, 2], pred=[1, 1, 0, 2, 0, 2],
+                   confidence=[0.9, 0.5, 0.3, 0.6, 0.95, 0.4], loss=[1.0, 0.1, 3.0, 2.0, 0.5, 0.2])
+    assert metrics.misclassified(dump).tolist() == [2, 3, 0, 4]  # top losses first
+    assert metrics.misclassified(dump, sort="test index").tolist() == [0, 2, 3, 4]
+    assert metrics.misclassified(dump, sort="confidence, high first").tolist() == [4, 0, 3, 2]
+    assert metrics.misclassified(dump, true_classes=[0]).tolist() == [3, 0]
+    assert metrics.misclassified(dump, pred_classes=[0], sort="test index").tolist() == [2, 4]
+    assert metrics.misclassified(dump, confidence=(0.5, 0.92), sort="test index").tolist() == [0, 3]
+    assert metrics.misclassified(dump, true_classes=[1], pred_classes=[2]).tolist() == []
+
+
+def test_prediction_diff_matches_on_test_index_in_any_order():
+    a = dump_of(label=[0, 1, 2, 3], pred=[0, 1, 0, 0])  # right on 0, 1
+    b = dump_of(label=[3, 2, 1, 0], pred=[3, 2, 0, 1], index=[3, 2, 1, 0])  # right on 3, 2
+    a_only, b_only = metrics.prediction_diff(a, b)
+    assert a_only.tolist() == [0, 1] and b_only.tolist() == [2, 3]
+    assert metrics.rows_for_indices(b, np.array([0, 3])).tolist() == [3, 0]
+
+
+def test_first_epoch_reaching_and_best_epoch():
+    epochs = [{"epoch": 1, "test_acc": 0.5}, {"epoch": 2, "test_acc": 0.86}, {"epoch": 3, "test_acc": 0.86},
+              {"epoch": 4, "test_acc": None}]
+    assert metrics.first_epoch_reaching(epochs, 0.85) == 2
+    assert metrics.first_epoch_reaching(epochs, 0.9) is None
+    assert metrics.best_epoch(epochs) == (0.86, 2)
+    assert metrics.best_epoch([]) == (None, None)
+
+
+def test_config_diff_keeps_only_fields_that_differ():
+    diff = metrics.config_diff({"a": {"lr": 0.1, "seed": 1, "width": 64, "runs_dir": "x"},
+                                "b": {"lr": 0.1, "seed": 2, "width": 64, "runs_dir": "y", "ema": 0.9}})
+    assert diff == {"ema": {"a": "—", "b": 0.9}, "seed": {"a": 1, "b": 2}}
+    assert metrics.config_diff({"a": {"x": 1}, "b": None}) == {"x": {"a": 1, "b": "—"}}
+
+
+def test_duration_and_fractional_epochs():
+    meta = {"created": "2025-01-01T00:00:00+00:00", "finished": "2025-01-01T00:01:30+00:00"}
+    assert metrics.duration_seconds(meta, []) == 90
+    assert metrics.duration_seconds({"created": "x"}, [{"seconds": 2.0}, {"seconds": 3.0}]) == 5.0
+    steps = [{"step": s, "epoch": 1 + (s - 1) // 4} for s in range(1, 9)]
+    assert metrics.fractional_epochs(steps, [{"epoch": 1, "step": 4}]).tolist() == [s / 4 for s in range(1, 9)]
+
+
+def test_charts_have_axis_titles_and_stable_class_colours():
+    import pandas as pd
+
+    epochs = pd.DataFrame({"epoch": [1, 2], "train_acc": [0.5, 0.6], "test_acc": [0.4, 0.55],
+                           "train_loss": [1.0, 0.8], "test_loss": [1.1, 0.9]})
+    steps = pd.DataFrame({"step": [1, 2], "loss": [1.2, 1.0], "lr": [0.01, 0.02], "epoch_position": [0.5, 1.0]})
+    finder = {"lr": [1e-5, 1e-3, 1e-1], "loss": [2.3, 2.0, 3.0], "smoothed_loss": [2.3, 2.1, 2.6],
+              "suggested_lr": 1e-3, "suggestion_index": 1, "used_lr": 1e-3}
+    figures = [charts.training_curves(epochs, "acc"), charts.training_curves(epochs, "loss", steps),
+               charts.lr_schedule(steps), charts.lr_finder_curve(finder),
+               charts.per_class_accuracy(pd.DataFrame({"run": [0.5, 0.7]}, index=["cat", "dog"])),
+               charts.confusion_grid(np.eye(2), ["cat", "dog"], "cm", "images"),
+               charts.probability_bars(np.array([0.3, 0.7]), ["cat", "dog"], 0, 1),
+               charts.compare_curves({"a": epochs, "b": epochs}, "test_acc", "test accuracy")]
+    for figure in figures:
+        assert isinstance(figure, go.Figure)
+        assert figure.layout.xaxis.title.text and figure.layout.yaxis.title.text is not None
+    assert figures[3].layout.xaxis.type == "log"
+    bars = figures[6].data[0].marker.color
+    assert list(bars) == [charts.class_colour(0), charts.class_colour(1)]
+    grid = figures[5].data[0]
+    assert grid.marker.symbol == "square" and grid.customdata.tolist() == [[0, 0], [0, 1], [1, 0], [1, 1]]
+    curves = figures[7].data
+    assert [c.line.color for c in curves] == [charts.run_colour(0), charts.run_colour(1)]
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_compute_cams_gives_one_unit_range_map_per_image(method):
+    torch.manual_seed(0)
+    model = create_model(10, 4).eval()
+    images = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    cams = compute_cams(model, images, [0.5] * 3, [0.25] * 3, method, "layer3", [0, 1, 2])
+    assert cams.shape == (3, 32, 32) and cams.dtype == np.float32
+    assert cams.min() >= 0 and cams.max() <= 1
+    hooks = sum(len(m._forward_hooks) + len(m._backward_hooks) for m in model.modules())
+    assert hooks == 0, "Grad-CAM left hooks on the shared model"
+
+
+def test_cams_from_a_real_checkpoint_for_every_layer(tiny_run):
+    run = runs.load_run(tiny_run)
+    model = load_model(run.checkpoint_path("final"), len(run.class_names), run.config["width"])
+    images = np.asarray(run.test_images()[:4])
+    for layer in LAYERS:
+        cams = compute_cams(model, images, run.dataset["mean"], run.dataset["std"], "GradCAM", layer, None)
+        assert cams.shape == (4, 32, 32)
+    with pytest.raises(ValueError, match="unknown Grad-CAM method"):
+        compute_cams(model, images, run.dataset["mean"], run.dataset["std"], "NoCAM")
+    blended = overlay(images[0], cams[0], 0.5)
+    assert blended.shape == (32, 32, 3) and blended.dtype == np.uint8
+    assert np.abs(overlay(images[0], cams[0], 0.0).astype(int) - images[0]).max() <= 2  # opacity 0: the image
