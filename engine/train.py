@@ -28,6 +28,7 @@ from engine.checkpoint import load_resume_state, save_resume_state
 from engine.config import TrainConfig, config_from_dict
 from engine.data import ImageDataset, TrainBatches, augment, load_dataset, normalize, to_device_tensor
 from engine.distributed import World
+from engine.ema import WeightEMA
 from engine.lr_finder import range_test
 from engine.model import create_model, model_summary
 
@@ -366,8 +367,7 @@ def _fit(config: TrainConfig, data: ImageDataset, model: torch.nn.Module, device
         three_phase=config.three_phase, anneal_strategy=config.anneal_strategy)
     ema = None
     if config.ema_decay:
-        ema = torch.optim.swa_utils.AveragedModel(
-            model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
+        ema = WeightEMA(model, config.ema_decay)
     eval_model = ema.module if ema is not None else model
 
     start_epoch, step, best_acc = 0, 0, -1.0
@@ -417,7 +417,7 @@ def _fit(config: TrainConfig, data: ImageDataset, model: torch.nn.Module, device
             loss.backward()
             optimizer.step()
             if ema is not None:
-                ema.update_parameters(model)
+                ema.update(model)
             step += 1
             lr_last = scheduler.get_last_lr()[0]
             pending.append((step, loss.detach(), lr_last))

@@ -86,3 +86,19 @@ def test_onecycle_lr_per_step_has_the_reference_shape(tiny_run):
     assert lrs[-1] == pytest.approx(max_lr / 100 / 100, rel=0.05)
     assert all(a <= b for a, b in zip(lrs[:peak], lrs[1:peak + 1]))
     assert all(a >= b for a, b in zip(lrs[peak:], lrs[peak + 1:]))
+
+
+def test_fast_preset_saves_the_ema_weights_it_evaluates(tmp_path, sample):
+    from engine.train import train
+    from tests.conftest import tiny_config
+
+    config = tiny_config(tmp_path, preset="fast", batch_size=64, epochs=2)
+    assert config.ema_decay > 0 and config.tta_flip and config.label_smoothing > 0
+    run = runs.load_run(train(config, data=sample, quiet=True).run_dir)
+    model = create_model(10, 4)
+    model.load_state_dict(load_file(run.checkpoint_path("final")))
+    dump = run.predictions("final")
+    again = predict(model, to_device_tensor(np.asarray(run.test_images()), torch.device("cpu")),
+                    torch.from_numpy(dump["label"]), torch.tensor(run.dataset["mean"]),
+                    torch.tensor(run.dataset["std"]), batch_size=64, tta_flip=True)
+    assert np.allclose(again["probs"], dump["probs"], atol=1e-4)

@@ -1,0 +1,123 @@
+"""`make bench`: measure training and dashboard speed on this machine, print a table, and
+write bench/results/<date>-<device>.json. Reads the CIFAR-10 sample from ../shared/data."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import torch
+
+from bench import training
+from engine.data import load_npz
+from engine.train import device_name, pick_device
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT.parent / "shared" / "data" / "cifar10-sample.npz"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--sample", default=str(SAMPLE), help="the CIFAR-10 sample npz")
+    parser.add_argument("--seeds", type=int, default=2, help="seeds per preset for the accuracy comparison")
+    parser.add_argument("--epochs", type=int, default=10, help="epochs for the accuracy comparison")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["data", "training", "eval", "accuracy",
+                                                                 "gpu", "dashboard"])
+    args = parser.parse_args(argv)
+    if not Path(args.sample).exists():
+        print(f"error: {args.sample} is absent; pass --sample PATH to a CIFAR-10 npz", file=sys.stderr)
+        return 2
+    data = load_npz(Path(args.sample))
+    device = pick_device("auto")
+    cuda = device.type == "cuda"
+    results: dict = {"date": date.today().isoformat(), "device": device_name(device),
+                     "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
+                     "torch": torch.__version__}
+    started = time.perf_counter()
+
+    def section(name: str, fn, *fn_args):
+        if name in args.skip:
+            return
+        t = time.perf_counter()
+        print(f"[bench] {name} ...", flush=True)
+        results[name] = fn(*fn_args)
+        results[name]["bench_seconds"] = time.perf_counter() - t
+
+    section("data", training.data_pipeline, data)
+    # Full width on a GPU; on a CPU the 64-wide model runs ~20 images/s, so fewer steps.
+    section("training", training.training_throughput, data, 64, 512 if cuda else 64, 30 if cuda else 6)
+    section("eval", training.evaluation_and_range_test, data, 64, 64 if cuda else 16, 200)
+    section("accuracy", training.accuracy_s11_vs_fast, data, 64 if cuda else 16, args.epochs,
+            list(range(1, args.seeds + 1)))
+    if cuda:
+        section("gpu", training.gpu_epochs, data, 20)
+    if "dashboard" not in args.skip and (ROOT / "bench" / "dashboard_bench.py").exists():
+        print("[bench] dashboard ...", flush=True)
+        out = subprocess.run([sys.executable, str(ROOT / "bench" / "dashboard_bench.py"), "--json"],
+                             cwd=ROOT, capture_output=True, text=True)
+        try:
+            results["dashboard"] = json.loads(out.stdout.strip().splitlines()[-1])
+        except (json.JSONDecodeError, IndexError):
+            results["dashboard"] = {"error": out.stderr[-500:]}
+    results["total_seconds"] = time.perf_counter() - started
+
+    out_dir = ROOT / "bench" / "results"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    slug = "".join(c if c.isalnum() else "-" for c in results["device"]).strip("-")[:40]
+    path = out_dir / f"{results['date']}-{slug}.json"
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    print(render(results))
+    print(f"\nwritten to {path.relative_to(ROOT)}")
+    return 0
+
+
+def render(r: dict) -> str:
+    rows = [("machine", f"{r['device']}; {r['machine']}; torch {r['torch']}")]
+    if "data" in r:
+        d = r["data"]
+        rows.append(("data pipeline, images/s", f"per-sample DataLoader {d['reference_images_per_s']:,.0f} | "
+                     f"batched {d['batched_images_per_s']:,.0f} | x{d['speedup']:.1f}"))
+    if "training" in r:
+        t = r["training"]
+        rows.append((f"training images/s (width {t['width']}, batch {t['batch_size']})",
+                     f"model alone {t['model_alone_images_per_s']:,.1f} | end to end "
+                     f"{t['end_to_end_images_per_s']:,.1f} | ratio {t['ratio']:.3f}"))
+    if "eval" in r:
+        e = r["eval"]
+        rows.append((f"evaluation images/s (width {e['eval_width']})", f"{e['evaluation_images_per_s']:,.0f}"))
+        rows.append((f"LR range test (width {e['finder_width']}, {e['finder_iters']} iters, batch "
+                     f"{e['finder_batch']})", f"{e['range_test_seconds']:.1f} s"))
+    if "accuracy" in r:
+        a = r["accuracy"]
+        for preset in ("s11", "fast"):
+            p = a[preset]
+            rows.append((f"{preset} test acc on the sample (width {a['width']}, {a['epochs']} epochs, "
+                         f"{len(a['seeds'])} seeds)",
+                         f"{p['mean']:.2%} ± {p['spread']:.2%} ({p['train_seconds']:.0f} s per run)"))
+    if "gpu" in r:
+        g = r["gpu"]
+        for preset in ("s11", "fast"):
+            p = g[preset]
+            mfu = f", MFU {p['mfu']:.1%}" if p.get("mfu") else ""
+            rows.append((f"{preset} on {g['device_name']} (50k images/epoch)",
+                         f"{p['seconds_per_epoch']:.2f} s/epoch, {p['total_seconds']:.1f} s for {p['epochs']} "
+                         f"epochs, {p['train_images_per_s']:,.0f} images/s{mfu}"))
+    if "dashboard" in r and "error" not in r["dashboard"]:
+        for key, value in r["dashboard"].items():
+            if isinstance(value, (int, float)):
+                rows.append((f"dashboard: {key}", f"{value:.3f}"))
+    rows.append(("bench wall time", f"{r['total_seconds']:.0f} s"))
+    width = max(len(k) for k, _ in rows)
+    lines = [f"| {'measure':<{width}} | result |", f"|{'-' * (width + 2)}|--------|"]
+    lines += [f"| {k:<{width}} | {v} |" for k, v in rows]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,19 @@
+"""The bench's measurements run end to end on tiny sizes and report sane numbers."""
+
+import numpy as np
+
+from bench import training
+from bench.__main__ import render
+
+
+def test_data_pipeline_compares_both_pipelines(sample):
+    result = training.data_pipeline(sample, images=256)
+    assert result["reference_images_per_s"] > 0 and result["batched_images_per_s"] > 0
+    assert np.isclose(result["speedup"], result["batched_images_per_s"] / result["reference_images_per_s"])
+
+
+def test_training_throughput_reports_both_rates(sample):
+    result = training.training_throughput(sample, width=4, batch_size=32, steps=3)
+    assert result["model_alone_images_per_s"] > 0 and result["end_to_end_images_per_s"] > 0
+    table = render({"device": "cpu", "machine": "x", "torch": "t", "total_seconds": 1.0, "training": result})
+    assert "ratio" in table and "width 4" in table
