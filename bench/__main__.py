@@ -25,11 +25,15 @@ SAMPLE = ROOT.parent / "shared" / "data" / "cifar10-sample.npz"
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--sample", default=str(SAMPLE), help="the CIFAR-10 sample npz")
+    parser.add_argument("--render", metavar="RESULTS.json", help="print the table of an earlier run and stop")
     parser.add_argument("--seeds", type=int, default=2, help="seeds per preset for the accuracy comparison")
     parser.add_argument("--epochs", type=int, default=10, help="epochs for the accuracy comparison")
     parser.add_argument("--skip", nargs="*", default=[], choices=["data", "training", "eval", "accuracy",
                                                                  "gpu", "dashboard"])
     args = parser.parse_args(argv)
+    if args.render:
+        print(render(json.loads(Path(args.render).read_text())))
+        return 0
     if not Path(args.sample).exists():
         print(f"error: {args.sample} is absent; pass --sample PATH to a CIFAR-10 npz", file=sys.stderr)
         return 2
@@ -50,8 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         results[name]["bench_seconds"] = time.perf_counter() - t
 
     section("data", training.data_pipeline, data)
-    # Full width on a GPU; on a CPU the 64-wide model runs ~20 images/s, so fewer steps.
-    section("training", training.training_throughput, data, 64, 512 if cuda else 64, 30 if cuda else 6)
+    # Full width everywhere; a CPU step of 64 images takes about a second, so 20 steps there: with
+    # fewer, the first step after an evaluation (new shapes, new buffers) skews the ratio.
+    section("training", training.training_throughput, data, 64, 512 if cuda else 64, 30 if cuda else 20)
     section("eval", training.evaluation_and_range_test, data, 64, 64 if cuda else 16, 200)
     section("accuracy", training.accuracy_s11_vs_fast, data, 64 if cuda else 16, args.epochs,
             list(range(1, args.seeds + 1)))
@@ -97,7 +102,8 @@ def render(r: dict) -> str:
         a = r["accuracy"]
         for preset in ("s11", "fast"):
             p = a[preset]
-            rows.append((f"{preset} test acc on the sample (width {a['width']}, {a['epochs']} epochs, "
+            batch = f", batch {p['batch_size']}" if "batch_size" in p else ""
+            rows.append((f"{preset} test acc on the sample (width {a['width']}, {a['epochs']} epochs{batch}, "
                          f"{len(a['seeds'])} seeds)",
                          f"{p['mean']:.2%} ± {p['spread']:.2%} ({p['train_seconds']:.0f} s per run)"))
     if "gpu" in r:
@@ -109,6 +115,9 @@ def render(r: dict) -> str:
                          f"{p['seconds_per_epoch']:.2f} s/epoch, {p['total_seconds']:.1f} s for {p['epochs']} "
                          f"epochs, {p['train_images_per_s']:,.0f} images/s{mfu}"))
     if "dashboard" in r and "error" not in r["dashboard"]:
+        if "grad_cam_16_s" in r["dashboard"]:
+            rows.append(("Grad-CAM, ms per image (16 images, width 64, layer3)",
+                         f"{r['dashboard']['grad_cam_16_s'] / 16 * 1000:.0f}"))
         for key, value in r["dashboard"].items():
             if isinstance(value, (int, float)):
                 rows.append((f"dashboard: {key}", f"{value:.3f}"))

@@ -146,7 +146,7 @@ def accuracy_s11_vs_fast(data: ImageDataset, width: int, epochs: int, seeds: lis
                 run = runs.load_run(result.run_dir)
                 accs.append(run.epochs[-1]["test_acc"])
                 seconds.append(sum(e["seconds"] for e in run.epochs))
-            out[preset] = {"test_acc": accs, "mean": statistics.mean(accs),
+            out[preset] = {"batch_size": run.config["batch_size"], "test_acc": accs, "mean": statistics.mean(accs),
                            "spread": (max(accs) - min(accs)) / 2, "train_seconds": statistics.mean(seconds)}
     return out
 

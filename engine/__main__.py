@@ -34,6 +34,8 @@ FIELD_HELP = {
     "threads": "CPU threads for torch (0: torch's default)",
     "sync_bn": "under torchrun, SyncBatchNorm: statistics over the global batch",
     "batch_size": "global batch size; under torchrun each process takes batch_size / processes",
+    "min_steps_per_epoch": "halve the batch size on small datasets until an epoch has this many steps "
+                           "(0: off; the fast preset sets 32)",
     "deterministic": "deterministic algorithms (slower; reproducible on one machine)",
 }
 

@@ -29,6 +29,7 @@ class TrainConfig:
     # optimisation
     epochs: int = 20
     batch_size: int = 64
+    min_steps_per_epoch: int = 0  # >0: halve batch_size on small datasets until epochs have this many steps
     lr: float | None = None  # None: take the range test's suggestion as OneCycle's max_lr
     momentum: float = 0.9
     nesterov: bool = False
@@ -107,6 +108,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "cutout": 12,
         "lr_finder_iters": 100,
         "eval_batch_size": 2000,
+        # 512 gives 97 steps per CIFAR-10 epoch; on a 5,000-image set it would give 9, too few to learn.
+        "min_steps_per_epoch": 32,
     },
 }
 
@@ -218,7 +221,7 @@ def validate(config: TrainConfig) -> None:
     need(0 <= c.crop_padding <= 16, f"crop_padding must be in [0, 16] (got {c.crop_padding})")
     need(0 <= c.cutout <= 32, f"cutout must be in [0, 32] (got {c.cutout})")
     need(0 <= c.ema_decay < 1, f"ema_decay must be in [0, 1) (got {c.ema_decay})")
-    for name in ("train_subset", "test_subset", "max_steps", "threads"):
+    for name in ("train_subset", "test_subset", "max_steps", "threads", "min_steps_per_epoch"):
         need(getattr(c, name) >= 0, f"{name} must be >= 0 (got {getattr(c, name)}); 0 means no limit")
     need(c.step_log_every >= 1, f"step_log_every must be at least 1 (got {c.step_log_every})")
     need(c.device == "auto" or c.device in ("cpu", "mps", "cuda") or c.device.startswith("cuda:"),
@@ -229,6 +232,24 @@ def validate(config: TrainConfig) -> None:
     need(known, f"unknown dataset {c.dataset!r}; use cifar10, digits or npz:PATH/TO/FILE.npz")
     if problems:
         raise ConfigError("\n".join(problems))
+
+
+def fit_batch_to_dataset(config: TrainConfig, train_images: int, processes: int = 1) -> tuple[TrainConfig, str]:
+    """Halve the batch until an epoch has `min_steps_per_epoch` steps, so a big-batch recipe made for
+    50,000 images still learns on a small dataset. Returns the config and a note ('' if unchanged)."""
+    def steps(batch: int) -> int:  # epochs keep their last, partial batch
+        return -(-train_images // batch)
+
+    batch = config.batch_size
+    while (steps(batch) < config.min_steps_per_epoch
+           and batch // 2 >= processes and (batch // 2) % processes == 0):
+        batch //= 2
+    if batch == config.batch_size:
+        return config, ""
+    note = (f"batch_size {config.batch_size} -> {batch}: {train_images:,} training images give "
+            f"{steps(config.batch_size)} steps per epoch, fewer than min_steps_per_epoch="
+            f"{config.min_steps_per_epoch} (--min-steps-per-epoch 0 keeps the batch as set)")
+    return dataclasses.replace(config, batch_size=batch), note
 
 
 def config_from_dict(values: dict[str, Any]) -> TrainConfig:

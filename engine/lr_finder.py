@@ -6,13 +6,17 @@ starts from the same initial weights it would have had without the test."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 from dataclasses import dataclass
+from unittest import mock
 
 import numpy as np
 import torch
+import torch_lr_finder.lr_finder
 from torch import nn
 from torch_lr_finder import LRFinder, TrainDataLoaderIter
+from tqdm import tqdm
 
 SKIP_START = 10  # the first and last points are noise; torch-lr-finder's plot() skips the same
 SKIP_END = 5
@@ -64,7 +68,7 @@ def steepest_descent(lrs: list[float], smoothed: list[float]) -> int:
 
 def range_test(model: nn.Module, optimizer: torch.optim.Optimizer, criterion: nn.Module,
                batches, device: torch.device, start_lr: float, end_lr: float, num_iter: int,
-               autocast_dtype: torch.dtype | None = None) -> RangeTestResult:
+               autocast_dtype: torch.dtype | None = None, quiet: bool = False) -> RangeTestResult:
     """Exponential sweep from start_lr to end_lr; returns the curve and its suggestion."""
     for group in optimizer.param_groups:
         group["lr"] = start_lr
@@ -75,7 +79,9 @@ def range_test(model: nn.Module, optimizer: torch.optim.Optimizer, criterion: nn
                    grad_scaler=torch.amp.GradScaler(device.type, enabled=False))
     finder = LRFinder(model, optimizer, recorder, device=device, **amp)
     chatter = io.StringIO()  # the library prints hints meant for notebooks
-    with contextlib.redirect_stdout(chatter):
+    # The library's own progress bar has no label and no off switch: give it both.
+    bar = functools.partial(tqdm, desc="LR range test", unit="step", disable=quiet, leave=False)
+    with contextlib.redirect_stdout(chatter), mock.patch.object(torch_lr_finder.lr_finder, "tqdm", bar):
         finder.range_test(TrainDataLoaderIter(batches), end_lr=end_lr, num_iter=num_iter,
                           step_mode="exp", smooth_f=0.05, diverge_th=5)
     finder.reset()

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from engine import distributed, runs
 from engine.checkpoint import load_resume_state, save_resume_state
-from engine.config import TrainConfig, config_from_dict
+from engine.config import TrainConfig, config_from_dict, fit_batch_to_dataset
 from engine.data import ImageDataset, TrainBatches, augment, load_dataset, normalize, to_device_tensor
 from engine.distributed import World
 from engine.ema import WeightEMA
@@ -189,8 +189,10 @@ def _terminate_as_interrupt(signum, frame):  # SIGTERM ends the run the way Ctrl
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def _prepare(config: TrainConfig, data: ImageDataset | None) -> tuple[World, torch.device, ImageDataset]:
-    """Everything that can refuse the run, done before a run folder exists."""
+def _prepare(config: TrainConfig, data: ImageDataset | None, quiet: bool = False,
+             ) -> tuple[TrainConfig, World, torch.device, ImageDataset]:
+    """Everything that can refuse the run, done before a run folder exists; the config comes back
+    with what the dataset decides (the batch size under `min_steps_per_epoch`)."""
     world = distributed.world_from_env()
     device = pick_device(config.device, world)
     distributed.check_world(world, device.type)
@@ -200,6 +202,9 @@ def _prepare(config: TrainConfig, data: ImageDataset | None) -> tuple[World, tor
     if data is None:
         data = load_dataset(config.dataset, config.data_dir)
     data = data.subset(config.train_subset, config.test_subset)
+    config, note = fit_batch_to_dataset(config, len(data.y_train), world.size)
+    if note and world.is_main and not quiet:
+        tqdm.write(note)
     if config.batch_size > len(data.y_train):
         raise ValueError(f"batch_size {config.batch_size} is larger than the {len(data.y_train)} training "
                          "images; lower --batch-size or raise --train-subset")
@@ -212,12 +217,12 @@ def _prepare(config: TrainConfig, data: ImageDataset | None) -> tuple[World, tor
                          "use a multiple of the process count")
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    return world, device, data
+    return config, world, device, data
 
 
 def train(config: TrainConfig, data: ImageDataset | None = None, quiet: bool = False) -> TrainResult:
     """Train one run and record it under `config.runs_dir`. Returns the run folder and status."""
-    world, device, data = _prepare(config, data)
+    config, world, device, data = _prepare(config, data, quiet)
     distributed.init(world, device.type)
     quiet = quiet or not world.is_main
     model = create_model(len(data.classes), config.width)
@@ -246,7 +251,7 @@ def resume(run_dir: Path, quiet: bool = False) -> TrainResult:
         raise ValueError(f"run {run.id} lacks its config.json or dataset.json, so it cannot be resumed")
     config = config_from_dict(run.config)
     state = load_resume_state(run.resume_state_path())
-    world, device, data = _prepare(config, None)
+    config, world, device, data = _prepare(config, None, quiet)
     if data.fingerprint() != run.dataset.get("fingerprint"):
         raise ValueError(f"the dataset {config.dataset!r} differs from the one run {run.id} was trained on "
                          f"(fingerprint {data.fingerprint()} vs {run.dataset.get('fingerprint')})")
@@ -348,7 +353,7 @@ def _fit(config: TrainConfig, data: ImageDataset, model: torch.nn.Module, device
         if world.is_main:  # one range test, on rank 0, then every process takes its suggestion
             result = range_test(model, optimizer, criterion, TrainBatches(train_x, train_y, config, mean, std),
                                 device, config.lr_finder_start, config.lr_finder_end, config.lr_finder_iters,
-                                amp_dtype)
+                                amp_dtype, quiet)
             suggestion = result.suggestion
             writer.write_json(runs.LR_FINDER_JSON, {**result.to_dict(), "used_lr": suggestion,
                                                     "start_lr": config.lr_finder_start,

@@ -17,3 +17,16 @@ def test_training_throughput_reports_both_rates(sample):
     assert result["model_alone_images_per_s"] > 0 and result["end_to_end_images_per_s"] > 0
     table = render({"device": "cpu", "machine": "x", "torch": "t", "total_seconds": 1.0, "training": result})
     assert "ratio" in table and "width 4" in table
+
+
+def test_table_reports_grad_cam_per_image_and_rerenders_a_saved_result(tmp_path, capsys):
+    import json
+
+    from bench.__main__ import main
+
+    result = {"device": "cpu", "machine": "x", "torch": "t", "total_seconds": 1.0, "dashboard": {"grad_cam_16_s": 1.6}}
+    saved = tmp_path / "result.json"
+    saved.write_text(json.dumps(result))
+    assert main(["--render", str(saved)]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if "ms per image" in line)
+    assert row.rstrip(" |").endswith("100")

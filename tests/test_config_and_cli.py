@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from engine.__main__ import main
-from engine.config import ConfigError, build_config
+from engine.config import ConfigError, build_config, fit_batch_to_dataset
 from tests.conftest import PROJECT_ROOT, SAMPLE
 
 
@@ -130,3 +130,15 @@ def test_list_shows_runs(runs_dir, capsys):
     assert main(["list", "--runs-dir", str(runs_dir)]) == 0
     out = capsys.readouterr().out
     assert "seed1" in out and "seed2" in out and "completed" in out
+
+
+def test_fast_preset_keeps_batch_512_on_cifar10_and_lowers_it_on_the_small_sample():
+    fast = build_config({"preset": "fast"})
+    assert fit_batch_to_dataset(fast, 50_000) == (fast, "")
+    fitted, note = fit_batch_to_dataset(fast, 5_085)
+    assert fitted.batch_size == 128 and -(-5_085 // 128) >= 32 > -(-5_085 // 256)
+    assert "512 -> 128" in note and "--min-steps-per-epoch 0" in note
+    assert fit_batch_to_dataset(build_config({"preset": "fast", "min_steps_per_epoch": 0}), 5_085)[0].batch_size == 512
+    assert fit_batch_to_dataset(build_config({"batch_size": 512}), 100)[0].batch_size == 512  # s11: off
+    # under torchrun the batch stays a multiple of the process count
+    assert fit_batch_to_dataset(build_config({"preset": "fast", "batch_size": 24}), 100, processes=3)[0].batch_size == 3

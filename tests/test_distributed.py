@@ -6,8 +6,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
+import torch
 
 from engine import runs
+from engine.distributed import World, check_world
 from tests.conftest import PROJECT_ROOT, SAMPLE
 
 
@@ -32,3 +35,13 @@ def test_torchrun_two_processes_write_one_complete_run(tmp_path, sample):
     assert float((dump["pred"] == dump["label"]).mean()) == run.epochs[-1]["test_acc"]
     steps = run.steps()
     assert len(steps) == 2 * 8  # 256 images, global batch 32 split over 2 processes
+
+
+def test_more_processes_than_gpus_is_refused_before_any_process_group(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    with pytest.raises(ValueError, match="4 processes per node but only 2 CUDA device"):
+        check_world(World(rank=3, local_rank=3, size=4), "cuda")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    check_world(World(rank=1, local_rank=1, size=4), "cuda")  # two nodes of two GPUs each is fine
+    check_world(World(rank=3, local_rank=3, size=4), "cpu")  # gloo on a CPU runs any number

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from engine import runs
@@ -125,6 +126,20 @@ def test_a_nan_loss_fails_the_run_with_the_reason(tmp_path, sample):
     run = runs.load_run(only_run(tmp_path))
     assert run.status == "failed"
     assert "TrainingFailed" in run.meta["error"] and "NaN" in run.meta["error"]
+
+
+def test_running_out_of_memory_fails_the_run_naming_the_fix(tmp_path, sample, monkeypatch):
+    import engine.train
+
+    def exhausted(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(engine.train, "predict", exhausted)  # the first evaluation runs out
+    with pytest.raises(torch.OutOfMemoryError):
+        train(tiny_config(tmp_path, lr=0.05, epochs=1), data=sample, quiet=True)
+    run = runs.load_run(only_run(tmp_path))
+    assert run.status == "failed"
+    assert run.meta["error"].startswith("out of memory") and "--batch-size" in run.meta["error"]
 
 
 def test_two_processes_never_write_one_run(tmp_path):

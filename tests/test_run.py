@@ -95,6 +95,9 @@ def test_fast_preset_saves_the_ema_weights_it_evaluates(tmp_path, sample):
     config = tiny_config(tmp_path, preset="fast", batch_size=64, epochs=2)
     assert config.ema_decay > 0 and config.tta_flip and config.label_smoothing > 0
     run = runs.load_run(train(config, data=sample, quiet=True).run_dir)
+    # 256 images at batch 64 are 4 steps an epoch; the preset's floor of 32 steps halves it to 8.
+    assert run.config["batch_size"] == 8
+    assert len(run.steps()) == 2 * 32
     model = create_model(10, 4)
     model.load_state_dict(load_file(run.checkpoint_path("final")))
     dump = run.predictions("final")
