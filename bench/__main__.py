@@ -119,7 +119,9 @@ def render(r: dict) -> str:
             rows.append(("Grad-CAM, ms per image (16 images, width 64, layer3)",
                          f"{r['dashboard']['grad_cam_16_s'] / 16 * 1000:.0f}"))
         for key, value in r["dashboard"].items():
-            if isinstance(value, (int, float)):
+            if isinstance(value, int):
+                rows.append((f"dashboard: {key}", f"{value:,}"))
+            elif isinstance(value, float):
                 rows.append((f"dashboard: {key}", f"{value:.3f}"))
     rows.append(("bench wall time", f"{r['total_seconds']:.0f} s"))
     width = max(len(k) for k, _ in rows)
