@@ -108,12 +108,15 @@ def render(r: dict) -> str:
                          f"{p['mean']:.2%} ± {p['spread']:.2%} ({p['train_seconds']:.0f} s per run)"))
     if "gpu" in r:
         g = r["gpu"]
-        for preset in ("s11", "fast"):
-            p = g[preset]
+        for label, p in g.items():
+            if not isinstance(p, dict):
+                continue
             mfu = f", MFU {p['mfu']:.1%}" if p.get("mfu") else ""
-            rows.append((f"{preset} on {g['device_name']} (50k images/epoch)",
+            compiled = f", compile {p['compile_seconds']:.0f} s" if p.get("compile_seconds") else ""
+            rows.append((f"{label} on {g['device_name']} ({g['images_per_epoch']:,} images/epoch, "
+                         f"batch {p['batch_size']})",
                          f"{p['seconds_per_epoch']:.2f} s/epoch, {p['total_seconds']:.1f} s for {p['epochs']} "
-                         f"epochs, {p['train_images_per_s']:,.0f} images/s{mfu}"))
+                         f"epochs, {p['train_images_per_s']:,.0f} images/s{mfu}{compiled}"))
     if "dashboard" in r and "error" not in r["dashboard"]:
         if "grad_cam_16_s" in r["dashboard"]:
             rows.append(("Grad-CAM, ms per image (16 images, width 64, layer3)",

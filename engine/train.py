@@ -399,6 +399,7 @@ def _fit(config: TrainConfig, data: ImageDataset, model: torch.nn.Module, device
     say(header)
     say("|" + "|".join("-" * len(c) for c in header.split("|")[1:-1]) + "|")
     history: list[dict] = []
+    compile_seconds = None
     for epoch in range(start_epoch + 1, config.epochs + 1):
         train_model.train()
         batches.set_epoch(epoch)
@@ -431,6 +432,11 @@ def _fit(config: TrainConfig, data: ImageDataset, model: torch.nn.Module, device
             correct += (logits.argmax(1) == y).sum()
             seen += len(y)
             bar.update()
+            if config.compile and compile_seconds is None:  # the first call compiles: report it apart
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                compile_seconds = time.perf_counter() - started
+                say(f"torch.compile: the first step took {compile_seconds:.1f} s, compilation included")
             if len(pending) >= config.step_log_every:
                 _flush_steps(writer, pending, epoch, bar)
             if epoch == start_epoch + 1 and i == 5 and device.type == "cpu":
@@ -464,6 +470,8 @@ def _fit(config: TrainConfig, data: ImageDataset, model: torch.nn.Module, device
             "train_seconds": train_seconds,
             "images_per_s": float(seen_all) / train_seconds,
         }
+        if compile_seconds is not None and epoch == start_epoch + 1:
+            row["compile_seconds"] = compile_seconds
         if world.is_main:
             metadata = {"epoch": str(epoch), "test_acc": f"{row['test_acc']:.6f}", "width": str(config.width),
                         "num_classes": str(len(data.classes)), "run_id": writer.path.name}

@@ -30,3 +30,15 @@ def test_table_reports_grad_cam_per_image_and_rerenders_a_saved_result(tmp_path,
     assert main(["--render", str(saved)]) == 0
     row = next(line for line in capsys.readouterr().out.splitlines() if "ms per image" in line)
     assert row.rstrip(" |").endswith("100")
+
+
+def test_epoch_timing_runs_both_presets_and_reports_them(sample):
+    """The GPU section of `make bench`, run tiny on the CPU so its code is exercised without a GPU."""
+    result = training.gpu_epochs(sample, epochs=2, images=256, width=4)
+    assert result["s11"]["batch_size"] == 64
+    assert result["fast"]["batch_size"] == 8  # 256 images: the fast preset's floor of 32 steps per epoch
+    for preset in ("s11", "fast"):
+        assert result[preset]["seconds_per_epoch"] > 0 and result[preset]["train_images_per_s"] > 0
+        assert result[preset]["mfu"] is None  # no bf16 peak for a CPU
+    table = render({"device": "cpu", "machine": "x", "torch": "t", "total_seconds": 1.0, "gpu": result})
+    assert "fast on CPU" in table and "256 images/epoch, batch 8" in table

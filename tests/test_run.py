@@ -105,3 +105,18 @@ def test_fast_preset_saves_the_ema_weights_it_evaluates(tmp_path, sample):
                     torch.from_numpy(dump["label"]), torch.tensor(run.dataset["mean"]),
                     torch.tensor(run.dataset["std"]), batch_size=64, tta_flip=True)
     assert np.allclose(again["probs"], dump["probs"], atol=1e-4)
+
+
+def test_compile_reports_its_time_apart_and_saves_plain_weights(tmp_path, sample):
+    """--compile on the CPU (inductor, about 40 s here): the compile time is recorded on its own
+    and the checkpoint loads into an uncompiled model."""
+    from engine.checkpoint import load_weights
+    from engine.train import train
+    from tests.conftest import tiny_config
+
+    config = tiny_config(tmp_path, compile=True, epochs=2, lr=0.05)
+    run = runs.load_run(train(config, data=sample, quiet=True).run_dir)
+    assert run.status == "completed"
+    first, second = run.epochs
+    assert 0 < first["compile_seconds"] <= first["train_seconds"] and "compile_seconds" not in second
+    load_weights(create_model(10, 4), run.checkpoint_path("final"))
