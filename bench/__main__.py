@@ -32,7 +32,12 @@ def main(argv: list[str] | None = None) -> int:
                                                                  "gpu", "dashboard"])
     args = parser.parse_args(argv)
     if args.render:
-        print(render(json.loads(Path(args.render).read_text())))
+        saved = json.loads(Path(args.render).read_text())
+        if not isinstance(saved, dict) or "device" not in saved:
+            print(f"error: {args.render} is not a `make bench` result (those are bench/results/<date>-<device>.json; "
+                  "dashboard.json comes from bench/dashboard_bench.py and prints its own table)", file=sys.stderr)
+            return 2
+        print(render(saved))
         return 0
     if not Path(args.sample).exists():
         print(f"error: {args.sample} is absent; pass --sample PATH to a CIFAR-10 npz", file=sys.stderr)

@@ -151,12 +151,13 @@ def accuracy_s11_vs_fast(data: ImageDataset, width: int, epochs: int, seeds: lis
     return out
 
 
-def gpu_epochs(data: ImageDataset, epochs: int, images: int = 50_000, width: int = 64) -> dict:
+def gpu_epochs(data: ImageDataset, epochs: int, images: int = 50_000, width: int = 64,
+               device: torch.device | None = None) -> dict:
     """Seconds per `images`-image epoch and for `epochs` epochs: s11, fast, and on CUDA fast with
     torch.compile (its compile time apart), with MFU where the GPU's bf16 peak is known. The
     sample's training images are tiled (timing only; accuracy is meaningless). A fixed LR skips the
     range test, which the table reports on its own. Runs on a CPU too, which the tests use."""
-    device = pick_device("auto")
+    device = device or pick_device("auto")
     reps = -(-images // len(data.y_train))
     tiled = ImageDataset(data.name, data.classes, np.tile(data.x_train, (reps, 1, 1, 1))[:images],
                          np.tile(data.y_train, reps)[:images], data.x_test, data.y_test, data.mean, data.std)
@@ -169,7 +170,7 @@ def gpu_epochs(data: ImageDataset, epochs: int, images: int = 50_000, width: int
     with tempfile.TemporaryDirectory() as tmp:
         for label, overrides in variants.items():
             config = build_config({**overrides, "dataset": "cifar10", "epochs": epochs, "width": width,
-                                   "runs_dir": tmp, "lr": 0.05})
+                                   "runs_dir": tmp, "lr": 0.05, "device": str(device)})
             started = time.perf_counter()
             result = train(config, data=tiled, quiet=True)
             total = time.perf_counter() - started

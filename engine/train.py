@@ -189,10 +189,11 @@ def _terminate_as_interrupt(signum, frame):  # SIGTERM ends the run the way Ctrl
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def _prepare(config: TrainConfig, data: ImageDataset | None, quiet: bool = False,
+def _prepare(config: TrainConfig, data: ImageDataset | None, quiet: bool = False, fit_batch: bool = True,
              ) -> tuple[TrainConfig, World, torch.device, ImageDataset]:
     """Everything that can refuse the run, done before a run folder exists; the config comes back
-    with what the dataset decides (the batch size under `min_steps_per_epoch`)."""
+    with what the dataset decides (the batch size under `min_steps_per_epoch`). A resumed run keeps
+    the batch its config.json recorded (`fit_batch=False`): its schedule was built for it."""
     world = distributed.world_from_env()
     device = pick_device(config.device, world)
     distributed.check_world(world, device.type)
@@ -202,9 +203,10 @@ def _prepare(config: TrainConfig, data: ImageDataset | None, quiet: bool = False
     if data is None:
         data = load_dataset(config.dataset, config.data_dir)
     data = data.subset(config.train_subset, config.test_subset)
-    config, note = fit_batch_to_dataset(config, len(data.y_train), world.size)
-    if note and world.is_main and not quiet:
-        tqdm.write(note)
+    if fit_batch:
+        config, note = fit_batch_to_dataset(config, len(data.y_train), world.size)
+        if note and world.is_main and not quiet:
+            tqdm.write(note)
     if config.batch_size > len(data.y_train):
         raise ValueError(f"batch_size {config.batch_size} is larger than the {len(data.y_train)} training "
                          "images; lower --batch-size or raise --train-subset")
@@ -251,7 +253,7 @@ def resume(run_dir: Path, quiet: bool = False) -> TrainResult:
         raise ValueError(f"run {run.id} lacks its config.json or dataset.json, so it cannot be resumed")
     config = config_from_dict(run.config)
     state = load_resume_state(run.resume_state_path())
-    config, world, device, data = _prepare(config, None, quiet)
+    config, world, device, data = _prepare(config, None, quiet, fit_batch=False)
     if data.fingerprint() != run.dataset.get("fingerprint"):
         raise ValueError(f"the dataset {config.dataset!r} differs from the one run {run.id} was trained on "
                          f"(fingerprint {data.fingerprint()} vs {run.dataset.get('fingerprint')})")
@@ -435,12 +437,17 @@ def _fit(config: TrainConfig, data: ImageDataset, model: torch.nn.Module, device
             if config.compile and compile_seconds is None:  # the first call compiles: report it apart
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
+                elif device.type == "mps":
+                    torch.mps.synchronize()
                 compile_seconds = time.perf_counter() - started
                 say(f"torch.compile: the first step took {compile_seconds:.1f} s, compilation included")
             if len(pending) >= config.step_log_every:
                 _flush_steps(writer, pending, epoch, bar)
             if epoch == start_epoch + 1 and i == 5 and device.type == "cpu":
-                per_step = (time.perf_counter() - started) / 6
+                elapsed, counted = time.perf_counter() - started, 6
+                if compile_seconds is not None:  # the compiling first step says nothing of the rest
+                    elapsed, counted = elapsed - compile_seconds, 5
+                per_step = elapsed / counted
                 left = total_steps - step + 6
                 say(f"estimated duration on this CPU: {_human(per_step * left * 1.15)} "
                     f"({left} steps at {per_step:.2f} s/step, evaluation included roughly)")

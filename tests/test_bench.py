@@ -1,6 +1,7 @@
 """The bench's measurements run end to end on tiny sizes and report sane numbers."""
 
 import numpy as np
+import torch
 
 from bench import training
 from bench.__main__ import render
@@ -34,7 +35,7 @@ def test_table_reports_grad_cam_per_image_and_rerenders_a_saved_result(tmp_path,
 
 def test_epoch_timing_runs_both_presets_and_reports_them(sample):
     """The GPU section of `make bench`, run tiny on the CPU so its code is exercised without a GPU."""
-    result = training.gpu_epochs(sample, epochs=2, images=256, width=4)
+    result = training.gpu_epochs(sample, epochs=2, images=256, width=4, device=torch.device("cpu"))
     assert result["s11"]["batch_size"] == 64
     assert result["fast"]["batch_size"] == 8  # 256 images: the fast preset's floor of 32 steps per epoch
     for preset in ("s11", "fast"):

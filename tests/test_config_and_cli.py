@@ -135,10 +135,21 @@ def test_list_shows_runs(runs_dir, capsys):
 def test_fast_preset_keeps_batch_512_on_cifar10_and_lowers_it_on_the_small_sample():
     fast = build_config({"preset": "fast"})
     assert fit_batch_to_dataset(fast, 50_000) == (fast, "")
-    fitted, note = fit_batch_to_dataset(fast, 5_085)
-    assert fitted.batch_size == 128 and -(-5_085 // 128) >= 32 > -(-5_085 // 256)
+    on_sample, note = fit_batch_to_dataset(fast, 5_085)
+    assert on_sample.batch_size == 128 and -(-5_085 // 128) >= 32 > -(-5_085 // 256)
     assert "512 -> 128" in note and "--min-steps-per-epoch 0" in note
     assert fit_batch_to_dataset(build_config({"preset": "fast", "min_steps_per_epoch": 0}), 5_085)[0].batch_size == 512
     assert fit_batch_to_dataset(build_config({"batch_size": 512}), 100)[0].batch_size == 512  # s11: off
-    # under torchrun the batch stays a multiple of the process count
-    assert fit_batch_to_dataset(build_config({"preset": "fast", "batch_size": 24}), 100, processes=3)[0].batch_size == 3
+
+    def fitted(batch: int, images: int, processes: int = 1) -> int:
+        config = build_config({"preset": "fast", "batch_size": batch})
+        return fit_batch_to_dataset(config, images, processes)[0].batch_size
+
+    # under torchrun the batch stays a multiple of the process count: 60 images, 24 -> 12 -> 6 -> 3,
+    # and not on to 1 as with one process
+    assert fitted(24, 60) == 1 and fitted(24, 60, processes=3) == 3
+    # halving stops where the next batch would not split over the processes: 20 -> 10, not 5, for 2
+    assert fitted(20, 100) == 2 and fitted(20, 100, processes=2) == 10
+    # --max-steps caps an epoch below the floor: halve only until the cap is reached
+    capped = build_config({"preset": "fast", "max_steps": 5})
+    assert fit_batch_to_dataset(capped, 5_085)[0].batch_size == 512  # 10 steps of 512 already exceed the cap

@@ -37,7 +37,7 @@ def test_torchrun_two_processes_write_one_complete_run(tmp_path, sample):
     assert len(steps) == 2 * 8  # 256 images, global batch 32 split over 2 processes
 
 
-def test_more_processes_than_gpus_is_refused_before_any_process_group(monkeypatch):
+def test_more_processes_than_gpus_is_refused_with_the_fix(monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
     with pytest.raises(ValueError, match="4 processes per node but only 2 CUDA device"):
