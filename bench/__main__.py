@@ -26,6 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--sample", default=str(SAMPLE), help="the CIFAR-10 sample npz")
     parser.add_argument("--render", metavar="RESULTS.json", help="print the table of an earlier run and stop")
+    parser.add_argument("--out", metavar="RESULTS.json",
+                        help="write here instead of bench/results/<date>-<device>.json")
     parser.add_argument("--seeds", type=int, default=2, help="seeds per preset for the accuracy comparison")
     parser.add_argument("--epochs", type=int, default=10, help="epochs for the accuracy comparison")
     parser.add_argument("--skip", nargs="*", default=[], choices=["data", "training", "eval", "accuracy",
@@ -39,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print(render(saved))
         return 0
+    if args.out and not Path(args.out).resolve().parent.is_dir():
+        print(f"error: the folder of --out {args.out} does not exist; create it first", file=sys.stderr)
+        return 2
     if not Path(args.sample).exists():
         print(f"error: {args.sample} is absent; pass --sample PATH to a CIFAR-10 npz", file=sys.stderr)
         return 2
@@ -80,10 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = ROOT / "bench" / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
     slug = "".join(c if c.isalnum() else "-" for c in results["device"]).strip("-")[:40]
-    path = out_dir / f"{results['date']}-{slug}.json"
+    path = Path(args.out).resolve() if args.out else out_dir / f"{results['date']}-{slug}.json"
     path.write_text(json.dumps(results, indent=2) + "\n")
     print(render(results))
-    print(f"\nwritten to {path.relative_to(ROOT)}")
+    print(f"\nwritten to {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
     return 0
 
 
