@@ -43,3 +43,10 @@ def test_epoch_timing_runs_both_presets_and_reports_them(sample):
         assert result[preset]["mfu"] is None  # no bf16 peak for a CPU
     table = render({"device": "cpu", "machine": "x", "torch": "t", "total_seconds": 1.0, "gpu": result})
     assert "fast on CPU" in table and "256 images/epoch, batch 8" in table
+
+
+def test_an_out_path_in_a_missing_folder_is_refused_before_any_work(tmp_path, capsys):
+    from bench.__main__ import main
+
+    assert main(["--out", str(tmp_path / "missing" / "result.json")]) == 2
+    assert "does not exist" in capsys.readouterr().err and not (tmp_path / "missing").exists()
