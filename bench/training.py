@@ -19,16 +19,11 @@ from engine.data import ImageDataset, TrainBatches, to_device_tensor
 from engine.lr_finder import range_test
 from engine.model import create_model
 from engine.reference import reference_loader
-from engine.train import autocast_dtype, device_name, pick_device, predict, train
+from engine.train import autocast_dtype, device_name, pick_device, predict, synchronize, train
 
 # The arithmetic of one training image for the 64-wide model (forward + backward = 3 x forward).
 TRAIN_FLOP_PER_IMAGE = 3.33e9
 BF16_PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def data_pipeline(data: ImageDataset, images: int = 4096) -> dict:
@@ -53,7 +48,7 @@ def data_pipeline(data: ImageDataset, images: int = 4096) -> dict:
             count += len(x)
             if count >= images:
                 break
-    _sync(device)
+    synchronize(device)
     ours = count / (time.perf_counter() - started)
     return {"reference_images_per_s": reference, "batched_images_per_s": ours, "speedup": ours / reference,
             "batch_size": config.batch_size, "device": str(device)}
@@ -82,11 +77,11 @@ def model_step_alone(width: int, batch_size: int, steps: int, device: torch.devi
 
     for _ in range(2):
         step()
-    _sync(device)
+    synchronize(device)
     started = time.perf_counter()
     for _ in range(steps):
         step()
-    _sync(device)
+    synchronize(device)
     return steps * batch_size / (time.perf_counter() - started)
 
 
@@ -114,10 +109,10 @@ def evaluation_and_range_test(data: ImageDataset, eval_width: int, finder_width:
     config = build_config({"dataset": "cifar10", "width": finder_width})
     amp = autocast_dtype(config, device)
     predict(model, images[:64], labels[:64], mean, std, 64, amp)
-    _sync(device)
+    synchronize(device)
     started = time.perf_counter()
     predict(model, images, labels, mean, std, config.eval_batch_size, amp)
-    _sync(device)
+    synchronize(device)
     evaluation = len(labels) / (time.perf_counter() - started)
 
     finder_model = create_model(10, finder_width).to(device)

@@ -71,6 +71,14 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         torch.backends.cudnn.benchmark = True
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work, so a clock read after it measures that work."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -435,10 +443,7 @@ def _fit(config: TrainConfig, data: ImageDataset, model: torch.nn.Module, device
             seen += len(y)
             bar.update()
             if config.compile and compile_seconds is None:  # the first call compiles: report it apart
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                elif device.type == "mps":
-                    torch.mps.synchronize()
+                synchronize(device)
                 compile_seconds = time.perf_counter() - started
                 say(f"torch.compile: the first step took {compile_seconds:.1f} s, compilation included")
             if len(pending) >= config.step_log_every:
