@@ -83,6 +83,14 @@ def test_run_names_that_would_escape_are_refused(tmp_path, name):
         runs.resolve_run_dir(tmp_path / "runs", name)
 
 
+def test_a_folder_whose_name_ends_in_a_newline_is_not_a_run_id(tmp_path):
+    root = tmp_path / "runs"
+    (root / "evil\n").mkdir(parents=True)
+    (root / "evil\n" / runs.RUN_JSON).write_text("{}")
+    with pytest.raises(runs.RunFormatError, match="is not a run id"):
+        runs.resolve_run_dir(root, "evil\n")
+
+
 def test_a_symlink_out_of_the_runs_folder_is_refused(tmp_path, tiny_run):
     root = tmp_path / "runs"
     root.mkdir()
@@ -156,7 +164,7 @@ def test_archives_with_too_many_members_are_refused(tmp_path, monkeypatch):
 
     monkeypatch.setattr(engine.archive, "MAX_MEMBERS", 3)
     archive = _tar_with(tmp_path, [_file("run1/run.json")] + [_file(f"run1/f{i}") for i in range(4)])
-    with pytest.raises(ArchiveError, match="more than the 3 allowed"):
+    with pytest.raises(ArchiveError, match="more than the 3 "):
         import_run(archive, tmp_path / "runs")
 
 
@@ -202,7 +210,10 @@ def test_damaged_files_give_warnings_never_exceptions(tmp_path_factory, tiny_run
     good = next(r for r in listed if r.id == "good-seed2")
     assert good.warnings == [] and good.predictions("final") is not None
     run = runs.load_run(copy)
-    run.summary()
+    broken = damage in ("empty", "garbage") or (damage == "truncate" and data[:cut].rstrip() != data.rstrip())
+    if broken and not name.endswith(".jsonl"):  # a cut JSON-lines file is a live run's normal state
+        # seen at load, before any page opens the file: the runs table shows the run as damaged
+        assert name in run.summary()["damaged"], (name, damage, run.warnings)
     run.steps()
     for tag in ("final", "best"):
         dump = run.predictions(tag)
@@ -210,5 +221,5 @@ def test_damaged_files_give_warnings_never_exceptions(tmp_path_factory, tiny_run
     images = run.test_images()
     assert images is None or images.dtype == np.uint8
     run.train_samples()
-    if name.endswith(".json") and damage in ("empty", "garbage"):
-        assert run.warnings, "a damaged JSON file must be reported"
+    if name == runs.RUN_JSON and damage == "delete":
+        assert run.status == "unknown" and name in run.damaged

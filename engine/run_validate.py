@@ -1,0 +1,351 @@
+"""Checks for every value read from a run folder: types, ranges and shapes, once, at the boundary.
+
+Each check returns a clean value plus a list of problems (plain sentences, without the file's
+name: engine/run_reader.py adds it). A bad field is dropped, a bad row is dropped, a bad array
+makes its whole file unusable; nothing here raises for bad content.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from engine.config import TrainConfig
+
+STATUSES = ("running", "completed", "failed", "interrupted")
+PREDICTION_KEYS = ("index", "label", "pred", "confidence", "probs", "loss")
+MAX_TEXT = 64 * 1024  # longest string kept from any JSON field (an error message, a command)
+MAX_INT = 2**63 - 1
+
+
+class Bad(ValueError):
+    """One value that failed its check; the message says what was expected."""
+
+
+Check = Callable[[Any], Any]  # returns the clean value or raises Bad
+
+
+def shown(value: Any) -> str:
+    """A short, single-line picture of a bad value for a warning."""
+    text = repr(value)
+    text = text if len(text) <= 40 else text[:37] + "..."
+    return text.encode("unicode_escape").decode("ascii")
+
+
+def integer(lo: int = -MAX_INT, hi: int = MAX_INT) -> Check:
+    def check(v: Any) -> int:
+        if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+            raise Bad(f"an integer in [{lo}, {hi}]" if hi < MAX_INT else f"an integer >= {lo}")
+        return int(v)
+    return check
+
+
+def number(lo: float = -math.inf, hi: float = math.inf, above: float | None = None) -> Check:
+    def check(v: Any) -> float:
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+        if ok and isinstance(v, int):
+            ok = abs(v) <= 2**53
+        if ok:
+            v = float(v)
+            ok = math.isfinite(v) and lo <= v <= hi and (above is None or v > above)
+        if not ok:
+            return _bad_number(lo, hi, above)
+        return v
+    return check
+
+
+def _bad_number(lo: float, hi: float, above: float | None) -> typing.NoReturn:
+    if above is not None:
+        raise Bad(f"a finite number above {above:g}")
+    if math.isinf(lo) and math.isinf(hi):
+        raise Bad("a finite number")
+    raise Bad(f"a finite number in [{lo:g}, {hi:g}]" if math.isfinite(hi) else f"a finite number >= {lo:g}")
+
+
+def text(max_len: int = MAX_TEXT) -> Check:
+    def check(v: Any) -> str:
+        if not isinstance(v, str) or len(v) > max_len:
+            raise Bad(f"a string of at most {max_len} characters")
+        return v
+    return check
+
+
+def boolean(v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise Bad("true or false")
+    return v
+
+
+def one_of(*choices: str) -> Check:
+    def check(v: Any) -> str:
+        if not isinstance(v, str) or v not in choices:
+            raise Bad(f"one of {', '.join(choices)}")
+        return v
+    return check
+
+
+def timestamp(v: Any) -> str:
+    try:
+        datetime.fromisoformat(text(64)(v))
+    except (Bad, ValueError):
+        raise Bad("an ISO 8601 time") from None
+    return v
+
+
+def list_of(item: Check, max_len: int = 1_000_000, length: int | None = None) -> Check:
+    def check(v: Any) -> list:
+        size = f"{length}" if length is not None else f"at most {max_len}"
+        if not isinstance(v, list) or len(v) > max_len or (length is not None and len(v) != length):
+            raise Bad(f"a list of {size} items")
+        try:
+            return [item(x) for x in v]
+        except Bad as exc:
+            raise Bad(f"a list of {size} items, each {exc}") from None
+    return check
+
+
+def nullable(check: Check) -> Check:
+    def maybe(v: Any) -> Any:
+        return None if v is None else check(v)
+    return maybe
+
+
+def scalar(v: Any) -> Any:
+    """Any JSON scalar: a short string, a finite number, a bool or null."""
+    if v is None or isinstance(v, bool):
+        return v
+    if isinstance(v, str):
+        return text()(v)
+    return number()(v) if isinstance(v, float) else integer()(v)
+
+
+def fields(obj: Any, schema: Mapping[str, Check], keep_unknown: Check | None = None) -> tuple[dict | None, list[str]]:
+    """Check an object field by field: a bad field is dropped with a problem; unknown keys are
+    dropped, or kept when `keep_unknown` accepts them. Not an object: (None, [problem])."""
+    if not isinstance(obj, dict):
+        return None, [f"holds {type(obj).__name__}, not an object"]
+    clean, problems = {}, []
+    for key, value in obj.items():
+        check = schema.get(key, keep_unknown)
+        if check is None:
+            continue
+        try:
+            clean[key] = check(value)
+        except Bad as exc:
+            problems.append(f"{shown(key)} is {shown(value)}, not {exc}")
+    return clean, problems
+
+
+# ---------------------------------------------------------------- the JSON files
+
+META = {
+    "format_version": integer(1), "id": text(256), "name": text(1024), "status": one_of(*STATUSES),
+    "created": timestamp, "finished": nullable(timestamp), "error": nullable(text()),
+    "epochs_planned": integer(1, 1_000_000), "host": nullable(text(1024)), "pid": nullable(integer(0)),
+    "resumed": integer(0),
+}
+
+ENVIRONMENT = {
+    **{k: nullable(text(1024)) for k in ("python", "torch", "torchvision", "platform", "hostname", "device",
+                                         "device_name", "cuda", "git_commit")},
+    "cudnn": nullable(integer(0)), "cpu_threads": nullable(integer(0)), "world_size": nullable(integer(1)),
+    "command": list_of(text(), 10_000),
+}
+
+_shape = list_of(integer(1, 1_000_000), 8)
+
+DATASET = {
+    "name": text(4096), "classes": list_of(text(1024), 100_000), "num_classes": integer(1, 100_000),
+    "train_size": integer(0), "test_size": integer(0), "image_shape": list_of(integer(1, 4096), 3, length=3),
+    "mean": list_of(number(), 4), "std": list_of(number(above=0), 4), "fingerprint": text(128),
+}
+
+_layer = {"name": text(1024), "type": text(1024), "depth": integer(0, 1000), "output_shape": nullable(_shape),
+          "params": integer(0), "mult_adds": integer(0)}
+
+
+def _layers(v: Any) -> list[dict]:
+    rows = list_of(lambda row: row, 100_000)(v)
+    out = []
+    for row in rows:
+        clean, problems = fields(row, _layer)
+        if clean is None or problems:
+            raise Bad("a list of layer rows (name, type, depth, output_shape, params, mult_adds)")
+        out.append(clean)
+    return out
+
+
+MODEL_SUMMARY = {"input_shape": _shape, "total_params": integer(0), "trainable_params": integer(0),
+                 "total_mult_adds": integer(0), "layers": _layers}
+
+_curve = list_of(nullable(number()))
+LR_FINDER = {
+    "lr": list_of(nullable(number(above=0))), "loss": _curve, "smoothed_loss": _curve,
+    "suggested_lr": nullable(number(above=0)), "suggestion_index": nullable(integer(0)),
+    "method": text(1024), "diverged": boolean, "used_lr": nullable(number(above=0)),
+    "start_lr": number(above=0), "end_lr": number(above=0), "num_iter": integer(1),
+}
+
+
+def lr_finder(obj: Any) -> tuple[dict | None, list[str]]:
+    """The range-test curve: lr, loss and smoothed_loss must have one point each per iteration."""
+    clean, problems = fields(obj, LR_FINDER)
+    if clean is None:
+        return None, problems
+    lengths = {k: len(clean[k]) for k in ("lr", "loss", "smoothed_loss") if k in clean}
+    if len(set(lengths.values())) > 1 or (lengths and "lr" not in lengths):
+        problems.append(f"the curve's lists differ in length ({lengths}); curve dropped")
+        for key in lengths:
+            clean.pop(key)
+    index = clean.get("suggestion_index")
+    if index is not None and index >= len(clean.get("lr", [])):
+        problems.append(f"suggestion_index {index} lies outside the curve; dropped")
+        clean.pop("suggestion_index")
+    return clean, problems
+
+
+def _config_check(hint: Any) -> Check:
+    args = typing.get_args(hint)
+    base = next((a for a in args if a is not type(None)), hint)
+    check = {bool: boolean, int: integer(), float: number(), str: text(4096)}.get(base, scalar)
+    return nullable(check) if type(None) in args else check
+
+
+CONFIG = {f.name: _config_check(typing.get_type_hints(TrainConfig)[f.name]) for f in dataclasses.fields(TrainConfig)}
+CONFIG.update(width=integer(1, 100_000), epochs=integer(1, 1_000_000), batch_size=integer(1),
+              eval_batch_size=integer(1), lr=nullable(number(above=0)), seed=integer())
+
+
+def config(obj: Any) -> tuple[dict | None, list[str]]:
+    """The saved config: known fields by their type in TrainConfig; other keys (another
+    version's fields) kept only when they are plain scalars."""
+    return fields(obj, CONFIG, keep_unknown=scalar)
+
+
+def dataset(obj: Any) -> tuple[dict | None, list[str]]:
+    clean, problems = fields(obj, DATASET)
+    if clean is None:
+        return None, problems
+    classes, count = clean.get("classes"), clean.get("num_classes")
+    if classes is not None and count is not None and len(classes) != count:
+        problems.append(f"num_classes is {count} but classes lists {len(classes)}; trusting neither")
+        clean.pop("classes")
+        clean.pop("num_classes")
+    elif classes is not None:
+        clean["num_classes"] = len(classes)
+    channels = (clean.get("image_shape") or [None] * 3)[2]
+    for key in ("mean", "std"):
+        if key in clean and channels is not None and len(clean[key]) != channels:
+            problems.append(f"{key} has {len(clean[key])} values for {channels} channels; dropped")
+            clean.pop(key)
+    return clean, problems
+
+
+# ---------------------------------------------------------------- the JSON-lines rows
+
+_acc, _nonneg = nullable(number(0, 1)), nullable(number(0))
+EPOCH_ROW = {
+    "epoch": integer(1, 1_000_000), "step": nullable(integer(0)), "lr_start": _nonneg, "lr_end": _nonneg,
+    "train_loss": _nonneg, "train_acc": _acc, "test_loss": _nonneg, "test_acc": _acc, "seconds": _nonneg,
+    "train_seconds": _nonneg, "images_per_s": _nonneg, "compile_seconds": _nonneg,
+}
+STEP_ROW = {"step": integer(1), "epoch": integer(1, 1_000_000), "loss": nullable(number()), "lr": _nonneg}
+
+
+def rows(parsed: list[Any], schema: Mapping[str, Check], key: str) -> tuple[list[dict], list[str]]:
+    """Rows of a JSON-lines file: a row whose `key` is bad or not increasing is dropped; a bad
+    field in an otherwise good row is dropped alone."""
+    out, problems, last = [], [], 0
+    for number_, row in enumerate(parsed, 1):
+        clean, bad = fields(row, schema)
+        if clean is None or key not in clean:
+            problems.append(f"line {number_} dropped ({bad[0] if bad else f'no {key}'})")
+            continue
+        if clean[key] <= last:
+            problems.append(f"line {number_} dropped ({key} {clean[key]} does not follow {last})")
+            continue
+        last = clean[key]
+        problems.extend(f"line {number_}: {p}; field dropped" for p in bad)
+        out.append(clean)
+    return out, problems
+
+
+# ---------------------------------------------------------------- arrays
+
+
+def predictions(arrays: dict[str, np.ndarray], num_classes: int | None,
+                num_images: int | None) -> tuple[dict[str, np.ndarray] | None, list[str]]:
+    """A test-set dump: equal lengths, probs (N, classes), labels and preds in range, each
+    index unique and within the stored test images. Any failure drops the whole dump."""
+    problem = dump_shapes({k: (a.shape, a.dtype) for k, a in arrays.items()}, num_classes)
+    if problem:
+        return None, [problem]
+    classes = arrays["probs"].shape[1]
+    index, label, pred = (arrays[k] for k in ("index", "label", "pred"))
+    checks = [
+        (label.size and (label.min() < 0 or label.max() >= classes), f"label outside 0..{classes - 1}"),
+        (pred.size and (pred.min() < 0 or pred.max() >= classes), f"pred outside 0..{classes - 1}"),
+        (index.size and index.min() < 0, "a negative index"),
+        (num_images is not None and index.size and index.max() >= num_images,
+         f"an index past the {num_images} stored test images"),
+        (len(np.unique(index)) != len(index), "a repeated index"),
+        (not all(np.isfinite(arrays[k]).all() for k in ("confidence", "probs", "loss")), "NaN or infinite values"),
+    ]
+    bad = [message for failed, message in checks if failed]
+    if bad:
+        return None, [f"holds {', '.join(bad)}; ignored"]
+    ints = {k: arrays[k].astype(np.int64) for k in ("index", "label", "pred")}
+    return {k: ints.get(k, arrays[k]) for k in PREDICTION_KEYS}, []
+
+
+def dump_shapes(shapes: Mapping[str, tuple[tuple[int, ...], np.dtype]], num_classes: int | None) -> str | None:
+    """What is wrong with a dump's keys, dtypes and shapes (from headers alone), or None."""
+    missing = [k for k in PREDICTION_KEYS if k not in shapes]
+    if missing:
+        return f"lacks {missing}; ignored"
+    kinds = {"index": "iu", "label": "iu", "pred": "iu", "confidence": "f", "probs": "f", "loss": "f"}
+    wrong = [f"{k} is {shapes[k][1]}" for k, kind in kinds.items() if shapes[k][1].kind not in kind]
+    if wrong:
+        return f"has the wrong dtypes ({', '.join(wrong)}); ignored"
+    probs = shapes["probs"][0]
+    if len(probs) != 2 or any(len(shapes[k][0]) != 1 for k in PREDICTION_KEYS if k != "probs"):
+        return "has arrays of the wrong rank (probs must be (N, classes), the rest (N,)); ignored"
+    lengths = {k: shapes[k][0][0] for k in PREDICTION_KEYS}
+    if len(set(lengths.values())) != 1:
+        return f"has arrays of different lengths ({lengths}); ignored"
+    if num_classes is not None and probs[1] != num_classes:
+        return f"has probs for {probs[1]} classes but the dataset has {num_classes}; ignored"
+    if probs[1] < 1:
+        return "has probs for no class; ignored"
+    return None
+
+
+def images(shape: tuple[int, ...], dtype: np.dtype, image_shape: list[int] | None, what: str) -> str | None:
+    """What is wrong with an image stack's shape and dtype, or None: (N, H, W, C) uint8 with
+    (H, W, C) as dataset.json declares, else (32, 32, 3)."""
+    expected = tuple(image_shape) if image_shape else (32, 32, 3)
+    if dtype != np.uint8 or len(shape) != 4 or tuple(shape[1:]) != expected:
+        return f"{what} are {tuple(shape)} {dtype}, not (N, {', '.join(map(str, expected))}) uint8"
+    return None
+
+
+def train_samples(arrays: dict[str, np.ndarray], image_shape: list[int] | None,
+                  num_classes: int | None) -> tuple[dict[str, np.ndarray] | None, list[str]]:
+    images_, augmented, labels = arrays["images"], arrays["augmented"], arrays["labels"]
+    problem = (images(images_.shape, images_.dtype, image_shape, "images")
+               or images(augmented.shape, augmented.dtype, image_shape, "augmented images"))
+    if problem is None and augmented.shape != images_.shape:
+        problem = "augmented and original images differ in shape"
+    if problem is None and (labels.ndim != 1 or labels.dtype.kind not in "iu" or len(labels) != len(images_)):
+        problem = f"labels are {labels.shape} {labels.dtype}, not one integer per image"
+    if problem is None and labels.size and (labels.min() < 0 or (num_classes and labels.max() >= num_classes)):
+        problem = "labels lie outside the dataset's classes"
+    if problem:
+        return None, [f"{problem}; ignored"]
+    return {"images": images_, "augmented": augmented, "labels": labels.astype(np.int64)}, []

@@ -1,0 +1,255 @@
+"""Writing a run folder: `RunWriter` has one method per file of the run format.
+
+Nothing is ever half-written under a final name (engine/safe_io.py), and the writer holds an
+exclusive lock on `.lock` for its lifetime. Import it from engine.runs.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import secrets
+import socket
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.run_reader import (
+    CHECKPOINTS_DIR,
+    CONFIG_JSON,
+    DATASET_JSON,
+    ENVIRONMENT_JSON,
+    EPOCHS_CAP,
+    EPOCHS_JSONL,
+    LOCK_FILE,
+    LR_FINDER_JSON,
+    MODEL_SUMMARY_JSON,
+    MODEL_SUMMARY_TXT,
+    PREDICTION_TAGS,
+    PREDICTIONS_DIR,
+    RESUME_STATE,
+    RUN_JSON,
+    STEPS_CAP,
+    STEPS_JSONL,
+    TEST_IMAGES_NPY,
+    TRAIN_SAMPLES_NPZ,
+    prediction_file,
+    read_meta,
+)
+from engine.run_validate import PREDICTION_KEYS, STATUSES
+from engine.safe_io import (
+    append_jsonl,
+    atomic_save,
+    atomic_write_bytes,
+    atomic_write_json,
+    parse_jsonl,
+    read_bytes,
+    to_strict_json,
+    utc_now,
+)
+
+FORMAT_VERSION = 1
+LOCK_PATIENCE_S = 2.0  # a reader's lock probe lasts microseconds; a writer waits this long for it
+LOCK_RETRY_S = 0.02
+
+
+class RunFormatError(Exception):
+    """A run folder or run id that cannot be used; the message says why and what to do."""
+
+
+def slugify(name: str) -> str:
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-._")
+    return slug[:40]
+
+
+def new_run_id(name: str = "") -> str:
+    """`YYYYMMDD-HHMMSS-xxxxxx[-slug]`: sortable by creation time, unique, safe as a folder name."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_id = f"{stamp}-{secrets.token_hex(3)}"
+    slug = slugify(name)
+    return f"{run_id}-{slug}" if slug else run_id
+
+
+
+def writer_alive(path: Path) -> bool:
+    """True when some process holds the run's lock, i.e. its writer is still running."""
+    lock = Path(path) / LOCK_FILE
+    if not lock.exists():
+        return False
+    try:
+        with open(lock, "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            return False
+    except OSError:
+        return False
+
+
+
+
+class RunWriter:
+    """Owns one run folder for the lifetime of a training process: one method per file.
+
+    Holds an exclusive lock on `.lock` so two processes never write one run, and so a reader
+    can tell a live run from one whose process vanished."""
+
+    def __init__(self, path: Path, meta: dict):
+        self.path = Path(path)
+        self.meta = meta
+        self._lock_handle = None
+
+    @property
+    def run_id(self) -> str:
+        return self.path.name
+
+    @classmethod
+    def create(cls, runs_dir: Path, name: str, epochs_planned: int) -> RunWriter:
+        runs_dir = Path(runs_dir)
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        run_id = new_run_id(name)
+        path = runs_dir / run_id
+        path.mkdir()
+        (path / PREDICTIONS_DIR).mkdir()
+        (path / CHECKPOINTS_DIR).mkdir()
+        meta = {"format_version": FORMAT_VERSION, "id": run_id, "name": name or run_id, "status": "running",
+                "created": utc_now(), "finished": None, "error": None, "epochs_planned": epochs_planned,
+                "host": socket.gethostname(), "pid": os.getpid()}
+        writer = cls(path, meta)
+        writer.lock()
+        writer.write_meta()
+        return writer
+
+    @classmethod
+    def reopen(cls, run_dir: Path) -> RunWriter:
+        """Take over an existing run (resume): refuses when another process holds it."""
+        path = Path(run_dir)
+        meta, problems = read_meta(path)
+        if meta is None:
+            raise RunFormatError(f"run {path.name} cannot be reopened: {problems[0]}")
+        writer = cls(path, meta)
+        writer.lock()
+        for leftover in path.rglob(".*.tmp-*"):  # temporary files of a writer that was killed
+            leftover.unlink(missing_ok=True)
+        meta.update(status="running", finished=None, error=None, pid=os.getpid(),
+                    host=socket.gethostname(), resumed=meta.get("resumed", 0) + 1)
+        writer.write_meta()
+        return writer
+
+    def lock(self, patience: float = LOCK_PATIENCE_S, wait: Callable[[float], Any] = time.sleep) -> None:
+        """Take the run's exclusive lock. A reader's shared probe (`writer_alive`) holds it for
+        an instant, so retry for `patience` seconds before deciding another writer has it."""
+        handle = open(self.path / LOCK_FILE, "a+")
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    handle.close()
+                    raise RunFormatError(f"run {self.path.name} is being written by another process; "
+                                         "wait for it or stop it") from None
+                wait(LOCK_RETRY_S)
+        self._lock_handle = handle
+
+    def release(self) -> None:
+        if self._lock_handle is not None:
+            self._lock_handle.close()
+            self._lock_handle = None
+
+    def write_meta(self) -> None:
+        atomic_write_json(self.path / RUN_JSON, self.meta)
+
+    def write_config(self, config: dict) -> None:
+        atomic_write_json(self.path / CONFIG_JSON, config)
+
+    def write_environment(self, environment: dict) -> None:
+        atomic_write_json(self.path / ENVIRONMENT_JSON, environment)
+
+    def write_dataset(self, dataset: dict) -> None:
+        atomic_write_json(self.path / DATASET_JSON, dataset)
+
+    def write_model_summary(self, summary: dict, text: str) -> None:
+        atomic_write_json(self.path / MODEL_SUMMARY_JSON, summary)
+        atomic_write_bytes(self.path / MODEL_SUMMARY_TXT, text.encode())
+
+    def write_lr_finder(self, result: dict) -> None:
+        atomic_write_json(self.path / LR_FINDER_JSON, result)
+
+    def write_test_images(self, images: np.ndarray) -> None:
+        """Raw uint8 (N, H, W, C) test images in dump order, so a run shows them without its dataset."""
+        _save_npy(self.path / TEST_IMAGES_NPY, _uint8_images(images, "test images"))
+
+    def write_train_samples(self, images: np.ndarray, augmented: np.ndarray, labels: np.ndarray) -> None:
+        arrays = {"images": _uint8_images(images, "train samples"),
+                  "augmented": _uint8_images(augmented, "augmented samples"), "labels": np.asarray(labels)}
+        atomic_save(self.path / TRAIN_SAMPLES_NPZ, lambda tmp: np.savez(tmp, **arrays))
+
+    def append_epoch(self, row: dict) -> None:
+        append_jsonl(self.path / EPOCHS_JSONL, [row])
+
+    def append_steps(self, rows: list[dict]) -> None:
+        append_jsonl(self.path / STEPS_JSONL, rows)
+
+    def write_predictions(self, tag: str, arrays: dict[str, np.ndarray]) -> None:
+        missing = set(PREDICTION_KEYS) - set(arrays)
+        if tag not in PREDICTION_TAGS or missing:
+            raise ValueError(f"prediction dump {tag!r}: tag must be one of {PREDICTION_TAGS}; lacks {sorted(missing)}")
+        arrays = {k: arrays[k] for k in PREDICTION_KEYS}
+        atomic_save(self.path / prediction_file(tag), lambda tmp: np.savez(tmp, **arrays))
+
+    def checkpoint_path(self, tag: str) -> Path:
+        return self.path / CHECKPOINTS_DIR / f"{tag}.safetensors"
+
+    def write_checkpoint(self, tag: str, state_dict: dict, metadata: dict[str, str]) -> None:
+        from safetensors.torch import save_file
+
+        tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
+        atomic_save(self.checkpoint_path(tag), lambda tmp: save_file(tensors, str(tmp), metadata))
+
+    @property
+    def resume_state_path(self) -> Path:
+        return self.path / CHECKPOINTS_DIR / RESUME_STATE
+
+    def write_resume_state(self, state: dict) -> None:
+        """The torch file `resume` needs (tensors and plain containers only), saved atomically."""
+        from engine.checkpoint import save_resume_state
+
+        save_resume_state(self.resume_state_path, state)
+
+    def truncate_after(self, epoch: int, step: int) -> None:
+        """Drop metric rows past a resume point, so resumed epochs replace them, never repeat."""
+        for name, key, last, cap in ((EPOCHS_JSONL, "epoch", epoch, EPOCHS_CAP),
+                                     (STEPS_JSONL, "step", step, STEPS_CAP)):
+            path = self.path / name
+            if not path.exists():
+                continue
+            rows, _, _ = parse_jsonl(read_bytes(path, cap))
+            kept = [r for r in rows if isinstance(r, dict) and type(r.get(key)) is int and r[key] <= last]
+            atomic_write_bytes(path, "".join(to_strict_json(r) + "\n" for r in kept).encode())
+
+    def finish(self, status: str, error: str | None = None) -> None:
+        if status not in STATUSES:
+            raise ValueError(f"status {status!r} is not one of {STATUSES}")
+        self.meta.update(status=status, finished=utc_now(), error=error)
+        self.write_meta()
+        self.release()
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    atomic_save(path, lambda tmp: np.save(tmp, array, allow_pickle=False))
+
+
+def _uint8_images(images: np.ndarray, what: str) -> np.ndarray:
+    images = np.asarray(images)
+    if images.dtype != np.uint8 or images.ndim != 4:
+        raise ValueError(f"{what} must be uint8 (N, H, W, C), got {images.dtype} {images.shape}")
+    return images
