@@ -16,7 +16,7 @@ import torch
 
 from bench import training
 from engine.data import load_npz
-from engine.train import device_name, pick_device
+from engine.device import device_name, pick_device
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT.parent / "shared" / "data" / "cifar10-sample.npz"
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         section("gpu", training.gpu_epochs, data, 20)
     if "dashboard" not in args.skip and (ROOT / "bench" / "dashboard_bench.py").exists():
         print("[bench] dashboard ...", flush=True)
-        out = subprocess.run([sys.executable, str(ROOT / "bench" / "dashboard_bench.py"), "--json"],
+        out = subprocess.run([sys.executable, "-m", "bench.dashboard_bench", "--json", "--browser"],
                              cwd=ROOT, capture_output=True, text=True)
         try:
             results["dashboard"] = json.loads(out.stdout.strip().splitlines()[-1])
@@ -115,7 +115,7 @@ def render(r: dict) -> str:
             batch = f", batch {p['batch_size']}" if "batch_size" in p else ""
             rows.append((f"{preset} test acc on the sample (width {a['width']}, {a['epochs']} epochs{batch}, "
                          f"{len(a['seeds'])} seeds)",
-                         f"{p['mean']:.2%} ± {p['spread']:.2%} ({p['train_seconds']:.0f} s per run)"))
+                         f"{p['mean']:.2%} ± {p['spread']:.2%} ({p['train_seconds']:.0f} s of training per run)"))
     if "gpu" in r:
         g = r["gpu"]
         for label, p in g.items():
@@ -136,6 +136,13 @@ def render(r: dict) -> str:
                 rows.append((f"dashboard: {key}", f"{value:,}"))
             elif isinstance(value, float):
                 rows.append((f"dashboard: {key}", f"{value:.3f}"))
+        browser = r["dashboard"].get("browser")
+        if browser:  # seconds to a rendered page in Chromium (script state notRunning), 20 runs
+            for name, cold in browser["cold_s"].items():
+                rows.append((f"browser: {name} page, cold / warm s", f"{cold:.2f} / {browser['warm_s'][name]:.2f}"))
+            rows.append(("browser: gallery filter change, s", f"{browser['filter_change_s']:.2f}"))
+            rows.append(("browser: Grad-CAM 16 maps, s (first, with model load)",
+                         f"{browser['grad_cam_16_s']:.2f} ({browser['grad_cam_16_first_s']:.2f})"))
     rows.append(("bench wall time", f"{r['total_seconds']:.0f} s"))
     width = max(len(k) for k, _ in rows)
     lines = [f"| {'measure':<{width}} | result |", f"|{'-' * (width + 2)}|--------|"]

@@ -16,10 +16,12 @@ import torch
 from engine import runs
 from engine.config import build_config
 from engine.data import ImageDataset, TrainBatches, to_device_tensor
+from engine.device import autocast_dtype, device_name, pick_device, synchronize
+from engine.evaluate import predict
 from engine.lr_finder import range_test
 from engine.model import create_model
 from engine.reference import reference_loader
-from engine.train import autocast_dtype, device_name, pick_device, predict, synchronize, train
+from engine.train import train
 
 # The arithmetic of one training image for the 64-wide model (forward + backward = 3 x forward).
 TRAIN_FLOP_PER_IMAGE = 3.33e9
@@ -37,7 +39,7 @@ def data_pipeline(data: ImageDataset, images: int = 4096) -> dict:
         count += len(x)
         if started and count >= images:
             break
-    reference = count / (time.perf_counter() - started)
+    reference_images, reference_seconds = count, time.perf_counter() - started
     device = pick_device("auto")
     mean, std = torch.tensor(data.mean, device=device), torch.tensor(data.std, device=device)
     batches = TrainBatches(to_device_tensor(data.x_train, device), torch.from_numpy(data.y_train).to(device),
@@ -49,8 +51,11 @@ def data_pipeline(data: ImageDataset, images: int = 4096) -> dict:
             if count >= images:
                 break
     synchronize(device)
-    ours = count / (time.perf_counter() - started)
+    batched_seconds = time.perf_counter() - started
+    reference, ours = reference_images / reference_seconds, count / batched_seconds
     return {"reference_images_per_s": reference, "batched_images_per_s": ours, "speedup": ours / reference,
+            "reference_images": reference_images, "reference_seconds": reference_seconds,
+            "batched_images": count, "batched_seconds": batched_seconds,
             "batch_size": config.batch_size, "device": str(device)}
 
 
@@ -65,7 +70,7 @@ def model_step_alone(width: int, batch_size: int, steps: int, device: torch.devi
     if device.type == "cuda":
         x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch_size,), device=device)
-    amp = autocast_dtype(config, device)
+    amp = autocast_dtype(config.amp, device)
     criterion = torch.nn.CrossEntropyLoss()
 
     def step() -> None:
@@ -94,10 +99,12 @@ def training_throughput(data: ImageDataset, width: int, batch_size: int, steps: 
         config = build_config({"dataset": "cifar10", "width": width, "batch_size": batch_size, "epochs": 2,
                                "max_steps": steps, "lr": 0.05, "test_subset": 256, "runs_dir": tmp})
         result = train(config, data=data, quiet=True)
-        end_to_end = result.epochs[-1]["images_per_s"]
+        last = result.epochs[-1]
+        logged = sum(1 for row in runs.load_run(result.run_dir).steps() if row["epoch"] == last["epoch"])
     return {"width": width, "batch_size": batch_size, "steps": steps, "device": str(device),
-            "model_alone_images_per_s": alone, "end_to_end_images_per_s": end_to_end,
-            "ratio": end_to_end / alone}
+            "model_alone_images_per_s": alone, "end_to_end_images_per_s": last["images_per_s"],
+            "end_to_end_train_seconds": last["train_seconds"], "end_to_end_steps": logged,
+            "ratio": last["images_per_s"] / alone}
 
 
 def evaluation_and_range_test(data: ImageDataset, eval_width: int, finder_width: int, finder_iters: int) -> dict:
@@ -107,7 +114,7 @@ def evaluation_and_range_test(data: ImageDataset, eval_width: int, finder_width:
     labels = torch.from_numpy(data.y_test).to(device)
     mean, std = torch.tensor(data.mean, device=device), torch.tensor(data.std, device=device)
     config = build_config({"dataset": "cifar10", "width": finder_width})
-    amp = autocast_dtype(config, device)
+    amp = autocast_dtype(config.amp, device)
     predict(model, images[:64], labels[:64], mean, std, 64, amp)
     synchronize(device)
     started = time.perf_counter()
@@ -140,7 +147,7 @@ def accuracy_s11_vs_fast(data: ImageDataset, width: int, epochs: int, seeds: lis
                 result = train(config, data=data, quiet=True)
                 run = runs.load_run(result.run_dir)
                 accs.append(run.epochs[-1]["test_acc"])
-                seconds.append(sum(e["seconds"] for e in run.epochs))
+                seconds.append(sum(e["train_seconds"] for e in run.epochs))
             out[preset] = {"batch_size": run.config["batch_size"], "test_acc": accs, "mean": statistics.mean(accs),
                            "spread": (max(accs) - min(accs)) / 2, "train_seconds": statistics.mean(seconds)}
     return out

@@ -17,12 +17,14 @@ import numpy as np
 import torch
 
 from engine.config import TrainConfig
+from engine.safe_io import npz_headers
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 MAX_IMAGES = 2_000_000
+MAX_NPZ_BYTES = 2 * MAX_IMAGES * (32 * 32 * 3 + 8) + 2**20  # both splits at the image cap
 
 
 class DatasetError(ValueError):
@@ -129,29 +131,12 @@ def load_digits() -> ImageDataset:
     return ImageDataset("digits", [str(d) for d in range(10)], x[train], y[train], x[test], y[test], mean, std)
 
 
-def _npz_headers(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-    """Shapes and dtypes of the arrays in an npz, read from headers before any allocation."""
-    headers = {}
-    with zipfile.ZipFile(path) as archive:
-        for info in archive.infolist():
-            if not info.filename.endswith(".npy"):
-                continue
-            with archive.open(info) as handle:
-                version = np.lib.format.read_magic(handle)
-                if version == (1, 0):
-                    shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
-                else:
-                    shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
-            headers[info.filename[:-4]] = (shape, dtype)
-    return headers
-
-
 def load_npz(path: Path) -> ImageDataset:
     """uint8 images (N, 32, 32, 3) and integer labels, read without pickle and checked."""
     if not path.is_file():
         raise DatasetError(f"npz dataset {path} does not exist; check the path after `npz:`")
     try:
-        headers = _npz_headers(path)
+        headers = npz_headers(path, MAX_NPZ_BYTES)
     except (zipfile.BadZipFile, ValueError, OSError) as exc:
         raise DatasetError(f"{path} is not a readable .npz file ({exc}); write it with numpy.savez") from None
     missing = [k for k in NPZ_KEYS if k not in headers]
@@ -329,6 +314,53 @@ def augment(x: torch.Tensor, c: TrainConfig, mean: torch.Tensor, std: torch.Tens
     return cutout(x, c.cutout, gen)
 
 
+@dataclass
+class PlacedData:
+    """A dataset's tensors on the training device: this process's training batches and its
+    contiguous shard of the test set (`test_first` is the shard's first index)."""
+
+    batches: TrainBatches
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    test_first: int
+
+
+def place_on_device(data: ImageDataset, config: TrainConfig, device: torch.device, rank: int = 0,
+                    world_size: int = 1) -> PlacedData:
+    """Move a dataset to the device once, as uint8: augmentation then runs there per batch."""
+    mean, std = torch.tensor(data.mean, device=device), torch.tensor(data.std, device=device)
+    train_x, train_y = to_device_tensor(data.x_train, device), torch.from_numpy(data.y_train).to(device)
+    shard = -(-len(data.y_test) // world_size)
+    first = min(rank * shard, len(data.y_test))
+    test_x = to_device_tensor(data.x_test[first:first + shard], device)
+    test_y = torch.from_numpy(data.y_test[first:first + shard]).to(device)
+    return PlacedData(TrainBatches(train_x, train_y, config, mean, std, rank, world_size), test_x, test_y, first)
+
+
+def train_samples(data: ImageDataset, config: TrainConfig, count: int = 32) -> tuple[np.ndarray, ...]:
+    """(originals, augmented, labels) of a few training images: what the model sees, a fixed draw."""
+    n = min(count, len(data.y_train))
+    mean, std = torch.tensor(data.mean), torch.tensor(data.std)
+    x = augment(to_device_tensor(data.x_train[:n], torch.device("cpu")), config, mean, std,
+                torch.Generator().manual_seed(0))
+    x = x * std.view(1, -1, 1, 1) + mean.view(1, -1, 1, 1)
+    augmented = (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return data.x_train[:n], augmented, data.y_train[:n]
+
+
+def batches_per_epoch(images: int, batch_size: int, world_size: int = 1) -> int:
+    """Steps in one epoch of `TrainBatches` (the last, partial batch included), known before
+    any tensor is placed: resume checks a saved step count against it."""
+    per_process = -(-images // world_size)  # DistributedSampler pads every shard to this size
+    return -(-per_process // max(batch_size // world_size, 1))
+
+
+def steps_per_epoch(config: TrainConfig, train_images: int, world_size: int) -> int:
+    """Steps in one epoch of the run: whole passes over the data, or `max_steps` when smaller."""
+    steps = batches_per_epoch(train_images, config.batch_size, world_size)
+    return min(config.max_steps, steps) if config.max_steps else steps
+
+
 def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
     """Augmentation draws are a function of (seed, epoch, rank), so a resumed run redraws
     exactly what the uninterrupted run would have."""
@@ -358,7 +390,7 @@ class TrainBatches:
         self.gen.manual_seed(epoch_seed(self.config.seed, epoch, self.rank))
 
     def __len__(self) -> int:
-        return -(-len(self.sampler) // self.batch_size)
+        return batches_per_epoch(len(self.labels), self.config.batch_size, self.sampler.num_replicas)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = torch.tensor(list(self.sampler), dtype=torch.long).to(self.images.device)

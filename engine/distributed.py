@@ -51,6 +51,18 @@ def shutdown(world: World) -> None:
         dist.destroy_process_group()
 
 
+def wrap(model: torch.nn.Module, world: World, device: torch.device, sync_bn: bool,
+         ) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """(the model whose weights are saved, the module training steps call). SyncBatchNorm keeps
+    the same parameters; DistributedDataParallel wraps them. One process: the model twice."""
+    if world.active and sync_bn:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    if not world.active:
+        return model, model
+    ids = [device.index] if device.type == "cuda" else None
+    return model, torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+
 def sum_all(world: World, *values: torch.Tensor) -> list[torch.Tensor]:
     """Sum tensors across processes (loss sums, correct counts, image counts)."""
     if not world.active:
@@ -58,6 +70,15 @@ def sum_all(world: World, *values: torch.Tensor) -> list[torch.Tensor]:
     packed = torch.stack([v.detach().double() for v in values])
     dist.all_reduce(packed)
     return list(packed.unbind())
+
+
+def any_rank(world: World, flag: bool, device: torch.device) -> bool:
+    """True on every process when it is true on any (a stop request, say), so all act alike."""
+    if not world.active:
+        return flag
+    value = torch.tensor([1.0 if flag else 0.0], device=device)  # NCCL reduces device tensors only
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
 
 
 def broadcast_float(world: World, value: float | None) -> float:

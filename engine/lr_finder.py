@@ -1,25 +1,28 @@
 """The LR range test, run by torch-lr-finder on the engine's own batched data path.
 
-The model and optimizer are restored afterwards (the library caches their state), so training
-starts from the same initial weights it would have had without the test."""
+The engine feeds the library through its documented extension point (a `TrainDataLoaderIter`
+subclass), which is also where it counts progress and honours a stop request, and reads the
+outcome from the library's `history`. The library restores the model and optimizer afterwards
+(it caches their state), so training starts from the weights it would have had without the test."""
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import io
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
-from unittest import mock
 
 import numpy as np
 import torch
-import torch_lr_finder.lr_finder
 from torch import nn
 from torch_lr_finder import LRFinder, TrainDataLoaderIter
 from tqdm import tqdm
 
 SKIP_START = 10  # the first and last points are noise; torch-lr-finder's plot() skips the same
 SKIP_END = 5
+SMOOTH_F = 0.05  # the library's smoothing factor and divergence threshold, passed explicitly
+DIVERGE_TH = 5
 
 
 class _RecordingLoss(nn.Module):
@@ -34,6 +37,21 @@ class _RecordingLoss(nn.Module):
         loss = self.criterion(outputs.float(), labels)
         self.raw.append(loss.detach())
         return loss
+
+
+class _Batches(TrainDataLoaderIter):
+    """Endless batches for the library; every batch drawn is one step of our own progress bar
+    and a safe point to stop at."""
+
+    def __init__(self, batches, bar: tqdm, check_stop: Callable[[], None] | None):
+        super().__init__(batches)
+        self.bar, self.check_stop = bar, check_stop
+
+    def __next__(self):
+        if self.check_stop is not None:
+            self.check_stop()
+        self.bar.update()
+        return super().__next__()
 
 
 @dataclass
@@ -66,27 +84,38 @@ def steepest_descent(lrs: list[float], smoothed: list[float]) -> int:
     return start + int(np.gradient(window).argmin())
 
 
+def diverged(smoothed: list[float]) -> bool:
+    """The library's own stopping rule, read back from its history: the last smoothed loss
+    exceeds DIVERGE_TH times the best one seen."""
+    return bool(smoothed) and smoothed[-1] > DIVERGE_TH * min(smoothed)
+
+
 def range_test(model: nn.Module, optimizer: torch.optim.Optimizer, criterion: nn.Module,
                batches, device: torch.device, start_lr: float, end_lr: float, num_iter: int,
-               autocast_dtype: torch.dtype | None = None, quiet: bool = False) -> RangeTestResult:
-    """Exponential sweep from start_lr to end_lr; returns the curve and its suggestion."""
-    for group in optimizer.param_groups:
-        group["lr"] = start_lr
+               autocast_dtype: torch.dtype | None = None, quiet: bool = False,
+               check_stop: Callable[[], None] | None = None) -> RangeTestResult:
+    """Exponential sweep from start_lr to end_lr; returns the curve and its suggestion. The model
+    and optimizer are restored even when `check_stop` raises."""
     recorder = _RecordingLoss(criterion)
     amp = {}
     if autocast_dtype is not None:
         amp = dict(amp_backend="torch", amp_config={"device_type": device.type, "dtype": autocast_dtype},
                    grad_scaler=torch.amp.GradScaler(device.type, enabled=False))
     finder = LRFinder(model, optimizer, recorder, device=device, **amp)
-    chatter = io.StringIO()  # the library prints hints meant for notebooks
-    # The library's own progress bar has no label and no off switch: give it both.
-    bar = functools.partial(tqdm, desc="LR range test", unit="step", disable=quiet, leave=False)
-    with contextlib.redirect_stdout(chatter), mock.patch.object(torch_lr_finder.lr_finder, "tqdm", bar):
-        finder.range_test(TrainDataLoaderIter(batches), end_lr=end_lr, num_iter=num_iter,
-                          step_mode="exp", smooth_f=0.05, diverge_th=5)
-    finder.reset()
+    # The library prints notebook hints and draws an unlabelled bar with no off switch; both go to
+    # a discarded buffer, and our own bar (on the real stderr, off when it is not a terminal) counts.
+    bar = tqdm(total=num_iter, desc="LR range test", unit="step", leave=False, file=sys.stderr,
+               disable=True if quiet else None)
+    discarded = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(discarded), contextlib.redirect_stderr(discarded):
+            finder.range_test(_Batches(batches, bar, check_stop), start_lr=start_lr, end_lr=end_lr,
+                              num_iter=num_iter, step_mode="exp", smooth_f=SMOOTH_F, diverge_th=DIVERGE_TH)
+    finally:
+        bar.close()
+        finder.reset()
     lrs = [float(v) for v in finder.history["lr"]]
     smoothed = [float(v) for v in finder.history["loss"]]
     raw = [float(v) for v in torch.stack(recorder.raw).cpu()][: len(lrs)]
     index = steepest_descent(lrs, smoothed)
-    return RangeTestResult(lrs, raw, smoothed, lrs[index], index, "diverged" in chatter.getvalue())
+    return RangeTestResult(lrs, raw, smoothed, lrs[index], index, diverged(smoothed))

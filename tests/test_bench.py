@@ -8,14 +8,21 @@ from bench.__main__ import render
 
 
 def test_data_pipeline_compares_both_pipelines(sample):
+    """Each rate is the images it counted over the time it took, at least the images asked for."""
     result = training.data_pipeline(sample, images=256)
-    assert result["reference_images_per_s"] > 0 and result["batched_images_per_s"] > 0
+    for path in ("reference", "batched"):
+        assert result[f"{path}_images"] >= 256
+        assert np.isclose(result[f"{path}_images_per_s"], result[f"{path}_images"] / result[f"{path}_seconds"])
     assert np.isclose(result["speedup"], result["batched_images_per_s"] / result["reference_images_per_s"])
 
 
 def test_training_throughput_reports_both_rates(sample):
+    """End to end is the run's own figure: exactly `steps` steps of `batch_size` images over the
+    epoch's training time (evaluation excluded)."""
     result = training.training_throughput(sample, width=4, batch_size=32, steps=3)
-    assert result["model_alone_images_per_s"] > 0 and result["end_to_end_images_per_s"] > 0
+    assert result["end_to_end_steps"] == 3
+    assert np.isclose(result["end_to_end_images_per_s"], 3 * 32 / result["end_to_end_train_seconds"])
+    assert np.isclose(result["ratio"], result["end_to_end_images_per_s"] / result["model_alone_images_per_s"])
     table = render({"device": "cpu", "machine": "x", "torch": "t", "total_seconds": 1.0, "training": result})
     assert "ratio" in table and "width 4" in table
 
@@ -39,8 +46,10 @@ def test_epoch_timing_runs_both_presets_and_reports_them(sample):
     assert result["s11"]["batch_size"] == 64
     assert result["fast"]["batch_size"] == 8  # 256 images: the fast preset's floor of 32 steps per epoch
     for preset in ("s11", "fast"):
-        assert result[preset]["seconds_per_epoch"] > 0 and result[preset]["train_images_per_s"] > 0
-        assert result[preset]["mfu"] is None  # no bf16 peak for a CPU
+        p = result[preset]
+        # the epoch's time holds its training time (256 images at the training rate) and evaluation
+        assert 256 / p["train_images_per_s"] < p["seconds_per_epoch"] < p["total_seconds"]
+        assert p["mfu"] is None  # no bf16 peak for a CPU
     table = render({"device": "cpu", "machine": "x", "torch": "t", "total_seconds": 1.0, "gpu": result})
     assert "fast on CPU" in table and "256 images/epoch, batch 8" in table
 
@@ -50,3 +59,15 @@ def test_an_out_path_in_a_missing_folder_is_refused_before_any_work(tmp_path, ca
 
     assert main(["--out", str(tmp_path / "missing" / "result.json")]) == 2
     assert "does not exist" in capsys.readouterr().err and not (tmp_path / "missing").exists()
+
+
+def test_table_reports_each_page_cold_and_warm_in_the_browser():
+    browser = {"cold_s": {"runs": 2.5, "compare": 2.75}, "warm_s": {"runs": 0.5, "compare": 0.25},
+               "filter_change_s": 0.375, "grad_cam_16_s": 1.25, "grad_cam_16_first_s": 4.5}
+    table = render({"device": "cpu", "machine": "x", "torch": "t", "total_seconds": 1.0,
+                    "dashboard": {"browser": browser}})
+    rows = {line.split("|")[1].strip(): line.split("|")[2].strip() for line in table.splitlines()[2:]}
+    assert rows["browser: runs page, cold / warm s"] == "2.50 / 0.50"
+    assert rows["browser: compare page, cold / warm s"] == "2.75 / 0.25"
+    assert rows["browser: gallery filter change, s"] == "0.38"
+    assert rows["browser: Grad-CAM 16 maps, s (first, with model load)"] == "1.25 (4.50)"

@@ -2,6 +2,7 @@
 
 import torch
 
+from engine.ema import WeightEMA
 from engine.model import count_parameters, create_model, model_summary
 
 
@@ -30,3 +31,26 @@ def test_full_width_forward_and_backward_on_a_few_images():
     torch.nn.functional.cross_entropy(logits, y).backward()
     grads = [p.grad for p in model.parameters()]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+def test_weight_ema_is_the_warmed_up_average_of_the_weights():
+    """Set the weights to a new constant before each update: the EMA must equal the average
+    computed by hand with the documented decay (1 + n) / (10 + n), capped at `decay`."""
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    ema = WeightEMA(model, decay=0.9)
+    expected = {name: p.detach().clone() for name, p in model.named_parameters()}
+    for n, value in enumerate([1.0, -2.0, 3.0, 0.5, 4.0, -1.0, 2.0, 8.0, 0.0, 5.0, -3.0, 1.0, 6.0], start=1):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.fill_(value)
+        model.train()(torch.randn(4, 3))  # moves BatchNorm's statistics and its batch counter
+        ema.update(model)
+        keep = min(0.9, (1 + n) / (10 + n))
+        expected = {k: keep * v + (1 - keep) * value for k, v in expected.items()}
+    ours = dict(ema.module.named_parameters())
+    for name, value in expected.items():
+        assert torch.allclose(ours[name], value, atol=1e-6), name
+    assert ema.module[1].num_batches_tracked == model[1].num_batches_tracked == 13
+    restored = WeightEMA(model, decay=0.9)
+    restored.load_state_dict(ema.state_dict())
+    assert restored.updates == 13 and torch.equal(restored.module[0].weight, ema.module[0].weight)

@@ -1,5 +1,6 @@
 """An end-to-end run on the CIFAR-10 sample writes every file of the run format, consistently."""
 
+import copy
 import json
 
 import numpy as np
@@ -8,9 +9,12 @@ import torch
 from safetensors.torch import load_file
 
 from engine import runs
-from engine.data import to_device_tensor
+from engine.config import build_config
+from engine.data import place_on_device, to_device_tensor
+from engine.device import Stopped
+from engine.evaluate import predict
+from engine.lr_finder import DIVERGE_TH, SKIP_END, SKIP_START, SMOOTH_F, range_test
 from engine.model import create_model
-from engine.train import predict
 
 
 def test_a_run_writes_every_file_of_the_format(tiny_run):
@@ -66,10 +70,67 @@ def test_the_final_checkpoint_reproduces_the_dump(tiny_run):
 
 def test_range_test_curve_and_suggestion(tiny_run):
     curve = json.loads((tiny_run / runs.LR_FINDER_JSON).read_text())
-    assert len(curve["lr"]) == len(curve["loss"]) == len(curve["smoothed_loss"]) > 0
-    assert curve["start_lr"] <= curve["suggested_lr"] <= curve["end_lr"]
-    assert curve["used_lr"] == curve["suggested_lr"]
-    assert curve["lr"] == sorted(curve["lr"])
+    assert len(curve["lr"]) == len(curve["loss"]) == len(curve["smoothed_loss"]) == curve["num_iter"]
+    assert curve["lr"][0] == pytest.approx(curve["start_lr"]) and curve["used_lr"] == curve["suggested_lr"]
+    assert curve["suggested_lr"] == curve["lr"][curve["suggestion_index"]]
+
+
+def finder_parts(sample, width: int = 4):
+    torch.manual_seed(0)
+    config = build_config({"dataset": "cifar10", "batch_size": 32, "width": width})
+    model = create_model(10, width)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    batches = place_on_device(sample.subset(256, 32), config, torch.device("cpu")).batches
+    return model, optimizer, batches
+
+
+def test_range_test_sweeps_geometrically_and_suggests_the_steepest_descent(sample):
+    model, optimizer, batches = finder_parts(sample)
+    model_before, optimizer_before = copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict())
+    n, start, end = 30, 1e-4, 0.05
+    result = range_test(model, optimizer, torch.nn.CrossEntropyLoss(), batches, torch.device("cpu"), start, end, n,
+                        quiet=True)
+    lrs, raw, smoothed = np.array(result.lrs), np.array(result.losses), np.array(result.smoothed)
+    assert len(lrs) == len(raw) == len(smoothed) == n and not result.diverged
+    assert lrs[0] == pytest.approx(start) and lrs[-1] == pytest.approx(end)
+    assert np.allclose(np.diff(np.log(lrs)), np.log(end / start) / (n - 1))  # exponential steps, rising
+    expected = [raw[0]]  # the smoothed curve is the exponential average of the recorded losses
+    for loss in raw[1:]:
+        expected.append(SMOOTH_F * loss + (1 - SMOOTH_F) * expected[-1])
+    assert np.allclose(smoothed, expected, rtol=1e-6)
+    slopes = np.gradient(smoothed[SKIP_START:n - SKIP_END])
+    assert SKIP_START <= result.suggestion_index < n - SKIP_END
+    assert slopes[result.suggestion_index - SKIP_START] == slopes.min()
+    assert result.suggestion == lrs[result.suggestion_index]
+    for key, value in model_before.items():  # the model and optimizer are back, bit for bit
+        assert torch.equal(model.state_dict()[key], value), key
+    assert optimizer.state_dict() == optimizer_before
+
+
+def test_range_test_reports_divergence_from_the_losses(sample):
+    model, optimizer, batches = finder_parts(sample)
+    result = range_test(model, optimizer, torch.nn.CrossEntropyLoss(), batches, torch.device("cpu"), 1e-3, 1e4, 60,
+                        quiet=True)
+    assert result.diverged and len(result.lrs) < 60  # the library stopped early
+    assert result.smoothed[-1] > DIVERGE_TH * min(result.smoothed)
+    assert all(s <= DIVERGE_TH * min(result.smoothed[:i + 1]) for i, s in enumerate(result.smoothed[:-1]))
+
+
+def test_a_stop_request_ends_the_range_test_and_restores_the_model(sample):
+    model, optimizer, batches = finder_parts(sample)
+    before = copy.deepcopy(model.state_dict())
+    drawn = []
+
+    def stop_after_four() -> None:
+        drawn.append(1)
+        if len(drawn) > 4:
+            raise Stopped("stop")
+
+    with pytest.raises(Stopped):
+        range_test(model, optimizer, torch.nn.CrossEntropyLoss(), batches, torch.device("cpu"), 1e-4, 0.05, 30,
+                   quiet=True, check_stop=stop_after_four)
+    assert len(drawn) == 5
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())
 
 
 def test_onecycle_lr_per_step_has_the_reference_shape(tiny_run):
@@ -98,8 +159,13 @@ def test_fast_preset_saves_the_ema_weights_it_evaluates(tmp_path, sample):
     # 256 images at batch 64 are 4 steps an epoch; the preset's floor of 32 steps halves it to 8.
     assert run.config["batch_size"] == 8
     assert len(run.steps()) == 2 * 32
+    final = load_file(run.checkpoint_path("final"))
+    state = torch.load(run.resume_state_path(), weights_only=True)
+    assert state["ema"]["updates"] == 2 * 32  # one update per step
+    assert all(torch.equal(final[k], v) for k, v in state["ema"]["module"].items())  # the EMA was saved,
+    assert any(not torch.equal(final[k], v) for k, v in state["model"].items())  # not the raw weights
     model = create_model(10, 4)
-    model.load_state_dict(load_file(run.checkpoint_path("final")))
+    model.load_state_dict(final)
     dump = run.predictions("final")
     again = predict(model, to_device_tensor(np.asarray(run.test_images()), torch.device("cpu")),
                     torch.from_numpy(dump["label"]), torch.tensor(run.dataset["mean"]),
