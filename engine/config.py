@@ -1,5 +1,8 @@
 """The one training config: a typed dataclass with the reference recipe as defaults, named
-presets of overrides, TOML files, and validation that reports every problem before work starts."""
+presets of overrides, TOML files, and validation that reports every problem before work starts.
+
+Each field's help text lives beside it (`field(metadata={"help": ...})`) and is what `train --help`
+prints, so the two cannot drift apart."""
 
 from __future__ import annotations
 
@@ -7,71 +10,84 @@ import dataclasses
 import difflib
 import tomllib
 import typing
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from engine import commands
+
+MAX_NAME_LENGTH = 64
 
 
 class ConfigError(ValueError):
     """Bad configuration; the message lists each problem with its fix."""
 
 
+def _option(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass
 class TrainConfig:
     # what and where
-    name: str = ""
-    preset: str = "s11"
-    dataset: str = "cifar10"  # cifar10 | digits | npz:PATH
-    data_dir: str = "data"
-    runs_dir: str = "runs"
+    name: str = _option("", f"a readable label for the run, at most {MAX_NAME_LENGTH} printable characters "
+                            "(also part of its folder name)")
+    preset: str = _option("s11", "named bundle of overrides: s11 (the reference recipe), demo, fast")
+    dataset: str = _option("cifar10", "cifar10 (downloaded to --data-dir), digits (bundled, offline) or npz:PATH")
+    data_dir: str = _option("data", "where CIFAR-10 lives or is downloaded to")
+    runs_dir: str = _option("runs", "where run folders are written (the RUNS_DIR environment variable sets "
+                                    "the default)")
     # model
-    width: int = 64  # channels of the first stage; 64 is the standard ResNet18
+    width: int = _option(64, "channels of ResNet18's first stage; 64 is the standard model, smaller is faster")
     # optimisation
-    epochs: int = 20
-    batch_size: int = 64
-    min_steps_per_epoch: int = 0  # >0: halve batch_size on small datasets until epochs have this many steps
-    lr: float | None = None  # None: take the range test's suggestion as OneCycle's max_lr
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float = 0.0
-    label_smoothing: float = 0.0
+    epochs: int = _option(20, "passes over the training set")
+    batch_size: int = _option(64, "global batch size; under torchrun each process takes batch_size / processes")
+    min_steps_per_epoch: int = _option(0, "halve the batch size on small datasets until an epoch has this many "
+                                          "steps (0: off; the fast preset sets 32)")
+    lr: float | None = _option(None, "OneCycle's max LR; given, it skips the LR range test (default: the range "
+                                     "test's suggestion)")
+    momentum: float = _option(0.9, "SGD momentum")
+    nesterov: bool = _option(False, "Nesterov momentum")
+    weight_decay: float = _option(0.0, "SGD weight decay (L2)")
+    label_smoothing: float = _option(0.0, "cross-entropy label smoothing")
     # LR range test (torch-lr-finder)
-    lr_finder_start: float = 1e-6
-    lr_finder_end: float = 0.9
-    lr_finder_iters: int = 200
+    lr_finder_start: float = _option(1e-6, "LR range test: first LR of the exponential sweep")
+    lr_finder_end: float = _option(0.9, "LR range test: last LR of the sweep")
+    lr_finder_iters: int = _option(200, "LR range test: steps in the sweep")
     # OneCycle schedule, stepped every batch
-    pct_start: float | None = None  # None: 5 / epochs (peak after epoch 5), at most 0.5
-    div_factor: float = 100.0
-    final_div_factor: float = 100.0
-    three_phase: bool = False
-    anneal_strategy: str = "linear"
+    pct_start: float | None = _option(None, "fraction of steps spent rising to max LR (default: 5/epochs, at "
+                                             "most 0.5)")
+    div_factor: float = _option(100.0, "OneCycle: the first LR is max LR / div_factor")
+    final_div_factor: float = _option(100.0, "OneCycle: the last LR is the first LR / final_div_factor")
+    three_phase: bool = _option(False, "OneCycle: a third phase that anneals below the first LR")
+    anneal_strategy: str = _option("linear", "OneCycle's curve between LRs: linear or cos")
     # augmentation (train only), applied per image on whole batches
-    jitter_p: float = 0.5
-    contrast: float = 0.1
-    saturation: float = 0.2
-    hue: float = 0.1
-    grey_p: float = 0.2
-    crop_padding: int = 4
-    hflip: bool = True
-    cutout: int = 16  # side of the square cut out of each image; 0 turns it off
+    jitter_p: float = _option(0.5, "probability of colour jitter per training image")
+    contrast: float = _option(0.1, "colour jitter: contrast strength in [0, 1]")
+    saturation: float = _option(0.2, "colour jitter: saturation strength in [0, 1]")
+    hue: float = _option(0.1, "colour jitter: hue shift in [0, 0.5]")
+    grey_p: float = _option(0.2, "probability of turning a training image grey")
+    crop_padding: int = _option(4, "pad by this many pixels, then crop 32x32 at random (0: no crop)")
+    hflip: bool = _option(True, "mirror half of the training images")
+    cutout: int = _option(16, "side of the square cut out of each training image (0: off)")
     # evaluation
-    tta_flip: bool = False  # average predictions over the image and its mirror
-    ema_decay: float = 0.0  # 0 turns the weight EMA off; evaluation uses the EMA when on
+    tta_flip: bool = _option(False, "average predictions over each test image and its mirror")
+    ema_decay: float = _option(0.0, "keep an exponential moving average of the weights and evaluate it (0: off)")
     # run length shortcuts
-    train_subset: int = 0  # 0: all training images
-    test_subset: int = 0  # 0: all test images
-    max_steps: int = 0  # 0: no cap; otherwise stop each epoch after this many steps
+    train_subset: int = _option(0, "train on the first N images only (0: all)")
+    test_subset: int = _option(0, "evaluate on the first N test images only (0: all)")
+    max_steps: int = _option(0, "cap the steps per epoch (0: no cap), for quick runs")
     # machine
-    device: str = "auto"  # auto (cuda, mps, cpu) | cuda | cuda:N | mps | cpu
-    amp: bool = True  # bf16 autocast on CUDA; ignored elsewhere
-    channels_last: bool = True  # on CUDA only
-    compile: bool = False  # torch.compile the model (CUDA)
-    sync_bn: bool = False  # under torchrun: BatchNorm statistics over all processes' batches
-    threads: int = 0  # CPU threads for torch; 0 keeps torch's default
-    seed: int = 1
-    deterministic: bool = False
-    eval_batch_size: int = 1024
-    step_log_every: int = 25  # per-step rows are flushed to disk this often
+    device: str = _option("auto", "auto (cuda, then mps, then cpu), cuda, cuda:N, mps or cpu")
+    amp: bool = _option(True, "bf16 autocast on CUDA; ignored elsewhere")
+    channels_last: bool = _option(True, "channels-last memory format, on CUDA only")
+    compile: bool = _option(False, "torch.compile the model (CUDA)")
+    sync_bn: bool = _option(False, "under torchrun, SyncBatchNorm: statistics over the global batch")
+    threads: int = _option(0, "CPU threads for torch (0: torch's default)")
+    seed: int = _option(1, "seed for weights, data order and augmentation")
+    deterministic: bool = _option(False, "deterministic algorithms (slower; reproducible on one machine)")
+    eval_batch_size: int = _option(1024, "batch size for evaluation")
+    step_log_every: int = _option(25, "per-step rows are flushed to disk this often (steps)")
 
     def resolved_pct_start(self) -> float:
         # The recipe peaks after epoch 5; short runs peak half-way instead of at their very end.
@@ -115,9 +131,11 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 FIELD_TYPES = typing.get_type_hints(TrainConfig)
 FIELD_NAMES = [f.name for f in fields(TrainConfig)]
+FIELD_HELP = {f.name: f.metadata["help"] for f in fields(TrainConfig)}
 
 
-def _base_type(annotation: Any) -> type:
+def base_type(annotation: Any) -> type:
+    """The type a field's values have, `float` for `float | None`."""
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
     return args[0] if args else annotation
 
@@ -130,7 +148,7 @@ def coerce(name: str, value: Any) -> Any:
     """Check one value against its field's type; ints are accepted for floats."""
     if value is None and is_optional(name):
         return None
-    kind = _base_type(FIELD_TYPES[name])
+    kind = base_type(FIELD_TYPES[name])
     if kind is bool:
         if isinstance(value, bool):
             return value
@@ -149,7 +167,7 @@ def coerce(name: str, value: Any) -> Any:
 def unknown_key_message(key: str) -> str:
     close = difflib.get_close_matches(key, FIELD_NAMES, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return f"unknown config key {key!r}{hint}; `python -m engine train --help` lists them all"
+    return f"unknown config key {key!r}{hint}; `{commands.command('train', '--help')}` lists them all"
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
@@ -162,15 +180,17 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
 
 
-def build_config(overrides: dict[str, Any] | None = None, config_file: str | None = None) -> TrainConfig:
-    """Defaults, then the preset, then the TOML file, then explicit overrides (CLI flags)."""
+def build_config(overrides: dict[str, Any] | None = None, config_file: str | None = None,
+                 environment: dict[str, Any] | None = None) -> TrainConfig:
+    """Defaults, then the preset, then `environment` (RUNS_DIR), then the TOML file, then explicit
+    overrides (CLI flags)."""
     layers: list[dict[str, Any]] = []
     file_values = read_toml(config_file) if config_file else {}
     overrides = dict(overrides or {})
     preset = overrides.get("preset", file_values.get("preset", "s11"))
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    layers += [PRESETS[preset], file_values, overrides]
+    layers += [PRESETS[preset], environment or {}, file_values, overrides]
 
     problems: list[str] = []
     values: dict[str, Any] = {}
@@ -227,7 +247,9 @@ def validate(config: TrainConfig) -> None:
     need(c.device == "auto" or c.device in ("cpu", "mps", "cuda") or c.device.startswith("cuda:"),
          f"device must be auto, cpu, mps, cuda or cuda:N (got {c.device!r})")
     need(c.preset in PRESETS, f"preset must be one of {', '.join(PRESETS)} (got {c.preset!r})")
-    need(len(c.name) <= 64 and "\x00" not in c.name, "name must be at most 64 plain characters")
+    need(len(c.name) <= MAX_NAME_LENGTH and c.name.isprintable(),
+         f"name must be at most {MAX_NAME_LENGTH} printable characters, without control characters "
+         f"(got {len(c.name)} characters: {c.name[:80]!r})")
     known = c.dataset in ("cifar10", "digits") or (c.dataset.startswith("npz:") and len(c.dataset) > 4)
     need(known, f"unknown dataset {c.dataset!r}; use cifar10, digits or npz:PATH/TO/FILE.npz")
     if problems:

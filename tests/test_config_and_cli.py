@@ -1,5 +1,6 @@
 """Bad input is refused before any work, with a message naming the problem and the fix."""
 
+import dataclasses
 import subprocess
 import sys
 import time
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 
 from engine.__main__ import main
-from engine.config import ConfigError, build_config, fit_batch_to_dataset
+from engine.config import ConfigError, TrainConfig, build_config, fit_batch_to_dataset
 from tests.conftest import PROJECT_ROOT, SAMPLE
 
 
@@ -105,6 +106,15 @@ def test_batch_larger_than_the_dataset_is_refused_before_a_run_exists(tmp_path, 
     assert not runs_dir.exists() or not any(runs_dir.iterdir())
 
 
+def test_a_run_too_short_for_the_schedule_is_refused_before_a_run_exists(tmp_path, sample, capsys):
+    runs_dir = tmp_path / "runs"
+    code = main(["train", "--dataset", f"npz:{SAMPLE}", "--epochs", "1", "--train-subset", "128",
+                 "--batch-size", "64", "--runs-dir", str(runs_dir), "--lr", "0.1"])
+    assert code == 2
+    assert "only 2 optimizer steps" in capsys.readouterr().err
+    assert not runs_dir.exists() or not any(runs_dir.iterdir())
+
+
 def test_offline_cifar10_without_data_fails_fast_with_the_ways_on(tmp_path):
     started = time.monotonic()
     result = run_cli("train", "--data-dir", str(tmp_path / "data"), "--runs-dir", str(tmp_path / "runs"),
@@ -118,12 +128,40 @@ def test_offline_cifar10_without_data_fails_fast_with_the_ways_on(tmp_path):
 
 def test_help_documents_every_subcommand():
     result = run_cli("--help")
-    assert result.returncode == 0
-    for command in ("train", "list", "show"):
+    assert result.returncode == 0 and result.stdout.startswith("usage: resnet-runs")
+    for command in ("train", "resume", "list", "show", "export", "import", "dashboard"):
         assert command in result.stdout
-    train_help = run_cli("train", "--help").stdout
-    for flag in ("--epochs", "--batch-size", "--lr", "--label-smoothing", "--max-steps", "--device", "--config"):
-        assert flag in train_help
+        assert run_cli(command, "--help").returncode == 0
+
+
+def test_every_config_field_has_one_help_text_and_train_help_shows_it():
+    """The help is written once, beside the field, and is what `train --help` prints."""
+    train_help = " ".join(run_cli("train", "--help").stdout.split())
+    for field in dataclasses.fields(TrainConfig):
+        text = field.metadata.get("help", "")
+        assert len(text) > 10, field.name
+        assert f"--{field.name.replace('_', '-')}" in train_help
+        assert " ".join(text.split()) in train_help, field.name
+    assert "--config" in train_help
+
+
+@pytest.mark.parametrize("name, ok", [("seed 1", True), ("n" * 64, True), ("n" * 65, False), ("a\x00b", False),
+                                      ("evil\x1b[2J", False), ("two\nlines", False), ("bidi\u202e", False)])
+def test_run_names_are_checked_in_the_config(name, ok):
+    if ok:
+        assert build_config({"name": name}).name == name
+    else:
+        with pytest.raises(ConfigError, match="name must be at most 64 printable characters"):
+            build_config({"name": name})
+
+
+def test_runs_dir_comes_from_the_environment_below_files_and_flags(tmp_path):
+    toml = tmp_path / "c.toml"
+    toml.write_text('runs_dir = "from-file"\n')
+    environment = {"runs_dir": "from-env"}
+    assert build_config({}, None, environment).runs_dir == "from-env"
+    assert build_config({}, str(toml), environment).runs_dir == "from-file"
+    assert build_config({"runs_dir": "from-flag"}, str(toml), environment).runs_dir == "from-flag"
 
 
 def test_list_shows_runs(runs_dir, capsys):

@@ -1,0 +1,105 @@
+"""The layers hold: the engine never imports the dashboard's libraries, and a dashboard page neither
+imports torch nor reads files itself (pages go through dashboard/data.py)."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PROJECT_ROOT
+
+ENGINE = PROJECT_ROOT / "engine"
+PAGES = PROJECT_ROOT / "dashboard" / "app_pages"
+DISPLAY_LIBRARIES = {"streamlit", "plotly", "pandas"}
+PAGE_FORBIDDEN_IMPORTS = {"torch", "torchvision", "safetensors", "pickle", "pytorch_grad_cam"}
+# Calls that open or parse a file: `open(...)`, `np.load`, `json.load`, `Path.read_text`, ...
+READING_CALLS = {"open", "load", "loads", "read_text", "read_bytes", "fromfile", "memmap", "load_file",
+                 "safe_open", "read_csv", "read_json", "read_parquet", "read_pickle", "iterdir", "glob", "rglob",
+                 "scandir", "listdir", "walk"}
+
+
+def shown(path: Path) -> Path:
+    return path.relative_to(PROJECT_ROOT) if path.is_relative_to(PROJECT_ROOT) else path
+
+
+def imported_modules(tree: ast.AST) -> list[tuple[int, str]]:
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.append((node.lineno, node.module))
+    return found
+
+
+def forbidden_imports(path: Path, roots: set[str]) -> list[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    return [f"{shown(path)}:{line} imports {name}"
+            for line, name in imported_modules(tree) if name.split(".")[0] in roots]
+
+
+def file_reads(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
+            if name in READING_CALLS:
+                found.append(f"{shown(path)}:{node.lineno} calls {ast.unparse(func)}(...)")
+    return found
+
+
+def engine_modules() -> list[Path]:
+    return sorted(ENGINE.glob("*.py"))
+
+
+def page_files() -> list[Path]:
+    return sorted(PAGES.glob("*.py"))
+
+
+def test_no_engine_module_imports_a_display_library():
+    problems = [p for path in engine_modules() for p in forbidden_imports(path, DISPLAY_LIBRARIES | {"dashboard"})]
+    assert problems == []
+
+
+def test_importing_every_engine_module_loads_no_display_library():
+    """Catches indirect imports too (a helper package that pulls in pandas)."""
+    names = [f"engine.{p.stem}" for p in engine_modules() if p.stem != "__main__"]
+    code = ("import importlib, json, sys\n"
+            f"for name in {names!r}: importlib.import_module(name)\n"
+            f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {sorted(DISPLAY_LIBRARIES)!r})))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[-1]) == []
+
+
+def test_dashboard_pages_neither_import_torch_nor_read_files():
+    problems = [p for path in page_files() for p in forbidden_imports(path, PAGE_FORBIDDEN_IMPORTS) + file_reads(path)]
+    assert problems == []
+
+
+@pytest.mark.parametrize("source, kind", [
+    ("import streamlit as st\n", "engine"),
+    ("from plotly import graph_objects\n", "engine"),
+    ("import pandas.api\n", "engine"),
+    ("import torch\n", "page"),
+    ("from safetensors.torch import load_file\n", "page"),
+    ("data = open('run.json').read()\n", "page"),
+    ("import numpy as np\nx = np.load(path, allow_pickle=False)\n", "page"),
+    ("import json\nmeta = json.loads(path.read_text())\n", "page"),
+    ("rows = [p for p in run_dir.iterdir()]\n", "page"),
+])
+def test_the_checks_catch_a_planted_violation(tmp_path, source, kind):
+    planted = tmp_path / f"planted_{kind}.py"
+    planted.write_text(source)
+    if kind == "engine":
+        assert forbidden_imports(planted, DISPLAY_LIBRARIES)
+    else:
+        assert forbidden_imports(planted, PAGE_FORBIDDEN_IMPORTS) + file_reads(planted)
