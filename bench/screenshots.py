@@ -1,6 +1,6 @@
 """Screenshots of every dashboard page in a real browser (Playwright + system Chromium).
 
-    .venv/bin/python bench/screenshots.py RUNS_DIR [OUT_DIR]     # OUT_DIR defaults to docs/screenshots
+    .venv/bin/python -m bench.screenshots RUNS_DIR [OUT_DIR]     # OUT_DIR defaults to docs/screenshots
 
 Also used by tests/test_browser.py. Selects the newest run and the newest other run on its dataset,
 so the Compare page has content."""
@@ -66,16 +66,75 @@ def launch(playwright):
         "--disable-extensions", "--no-first-run"])
 
 
-def wait_until_idle(page, timeout_ms: int = 60_000) -> None:
-    """A page is drawn when the app's script has stopped running (and has started at least once)."""
-    page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=timeout_ms)
-    page.wait_for_timeout(800)  # charts and images settle after the script ends
+IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
+# Counts the script runs that have ended (the state leaving "running"), so a caller can wait for
+# the rerun its own click caused rather than for a state the page may already be in.
+COUNT_RUNS = """
+window.__scriptRunsDone = 0;
+new MutationObserver(records => {
+  for (const r of records) if (r.oldValue === 'running') window.__scriptRunsDone += 1;
+}).observe(document, {subtree: true, attributes: true, attributeOldValue: true,
+                      attributeFilter: ['data-test-script-state']});
+"""
+# Done: the script run after the n-th has ended, and what lies in the window is drawn (Streamlit
+# draws elements lazily as they scroll into view, showing a skeleton until then; plotly charts
+# stay hidden until plotted).
+DONE = """n => {
+  const app = document.querySelector("[data-testid='stApp']");
+  if (!(window.__scriptRunsDone > n) || app?.getAttribute('data-test-script-state') !== 'notRunning') return false;
+  const inView = e => { const r = e.getBoundingClientRect();
+                        return r.width > 0 && r.bottom > 0 && r.top < window.innerHeight; };
+  const pending = [...document.querySelectorAll("[data-testid='stSkeleton']")].filter(inView);
+  const hidden = [...document.querySelectorAll('.js-plotly-plot')].filter(
+      e => inView(e) && (e.style.visibility === 'hidden' || !e._fullLayout));
+  return pending.length === 0 && hidden.length === 0;
+}"""
 
 
-def open_page(page, url: str, name: str, query: str) -> None:
+def new_page(browser, width: int = 1400, height: int = 1000):
+    """A browser tab that counts the app's script runs (see `after_rerun`)."""
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.add_init_script(COUNT_RUNS)
+    return page
+
+
+def runs_done(page) -> int:
+    return int(page.evaluate("() => window.__scriptRunsDone || 0"))
+
+
+def wait_until_idle(page, timeout_ms: int = 120_000, after: int = 0) -> None:
+    """A page is drawn when the app's script has stopped running after the `after`-th run ended."""
+    page.wait_for_function(DONE, arg=after, timeout=timeout_ms)
+
+
+def after_rerun(page, action, timeout_ms: int = 120_000) -> float:
+    """Do `action` (a click, a key) and wait until the script run it caused has ended; seconds taken."""
+    before = runs_done(page)
+    start = time.perf_counter()
+    action()
+    wait_until_idle(page, timeout_ms, after=before)
+    return time.perf_counter() - start
+
+
+def open_page(page, url: str, name: str, query: str = "") -> float:
+    """Load a page by URL and wait until it is drawn; the seconds that took."""
     path = "" if name == "runs" else name
+    start = time.perf_counter()
     page.goto(f"{url}/{path}?{query}")
     wait_until_idle(page)
+    return time.perf_counter() - start
+
+
+def full_screenshot(page, path: Path) -> None:
+    """The whole page: the app scrolls inside its own container, so grow the window to fit it first."""
+    height = page.evaluate("() => Math.max(...[...document.querySelectorAll("
+                           "\"[data-testid='stMain'], [data-testid='stSidebarContent']\")].map(e => e.scrollHeight))")
+    size = page.viewport_size
+    page.set_viewport_size({"width": size["width"], "height": max(size["height"], int(height) + 80)})
+    try:
+        page.screenshot(path=str(path), full_page=True)
+    finally:
+        page.set_viewport_size(size)
 
 
 def take(runs_dir: Path, out_dir: Path, run_ids: list[str], pages=PAGES) -> dict[str, Path]:
@@ -87,24 +146,21 @@ def take(runs_dir: Path, out_dir: Path, run_ids: list[str], pages=PAGES) -> dict
     shots = {}
     with dashboard(runs_dir) as url, sync_playwright() as playwright:
         browser = launch(playwright)
-        page = browser.new_page(viewport={"width": 1400, "height": 2200})  # the app scrolls inside itself
+        page = new_page(browser, 1400, 1000)
         for name in pages:
             open_page(page, url, name, query)
             if name == "grad_cam":
-                page.get_by_test_id("stTextInputField").fill("0, 1, 2, 3, 4, 5")
-                page.keyboard.press("Enter")
-                wait_until_idle(page)
-                page.get_by_role("button", name="Compute Grad-CAM").click()
-                page.wait_for_timeout(300)
-                wait_until_idle(page)
+                field = page.get_by_test_id("stTextInput").locator("input")
+                field.fill("0, 1, 2, 3, 4, 5")
+                after_rerun(page, lambda box=field: box.press("Enter"))
+                after_rerun(page, page.get_by_role("button", name="Compute Grad-CAM").click)
             shots[name] = out_dir / f"{name}.png"
-            page.screenshot(path=str(shots[name]), full_page=True)
+            full_screenshot(page, shots[name])
         browser.close()
     return shots
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(PROJECT_ROOT))
     from engine.runs import list_runs
 
     root = Path(sys.argv[1]).resolve()

@@ -1,20 +1,24 @@
 """Entry point: `streamlit run dashboard/app.py [-- --runs-dir PATH]` (or RUNS_DIR=PATH).
 
-Declares the pages and the run selection they share. The selection lives in sidebar widgets
-created here, before the page runs, so it survives page switches and is kept in the URL."""
+Declares the pages and the run selection they share (dashboard/widgets.py), which is made
+here, before the page runs, so it survives page switches and is kept in the URL. Imports
+`dashboard` and `engine` as the installed package (`make install` installs it editable)."""
 
-import sys
-from pathlib import Path
+import numpy as np
+import streamlit as st
+from PIL import Image
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # `streamlit run` puts dashboard/ on the path, not the project root
-    sys.path.insert(0, str(ROOT))
+from dashboard import widgets
 
-import streamlit as st  # noqa: E402
 
-from dashboard import widgets  # noqa: E402
+def _favicon() -> Image.Image:
+    """A small confusion-matrix-like icon drawn here: the page icon needs no internet fetch."""
+    cells = np.full((4, 4, 3), (205, 222, 240), np.uint8)
+    cells[np.arange(4), np.arange(4)] = (31, 95, 168)
+    return Image.fromarray(np.kron(cells, np.ones((8, 8, 1), np.uint8)))
 
-st.set_page_config(page_title="ResNet18 runs", page_icon=":material/insights:", layout="wide")
+
+st.set_page_config(page_title="ResNet18 runs", page_icon=_favicon(), layout="wide")
 
 PAGES = {
     "runs": st.Page("app_pages/runs.py", title="Runs", icon=":material/table_rows:", default=True),

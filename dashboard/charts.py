@@ -17,6 +17,7 @@ CLASS_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
 RUN_PALETTE = ("#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2",
                "#B279A2", "#FF9DA6", "#9D755D", "#BAB0AC", "#EECA3B")
 HEIGHT = 340
+DIVERGING = [[0.0, "#b2182b"], [0.5, "#f7f7f7"], [1.0, "#1a9850"]]  # red = worse, white = same, green = better
 
 
 def class_colour(index: int) -> str:
@@ -49,7 +50,15 @@ def training_curves(epochs: pd.DataFrame, metric: str, steps: pd.DataFrame | Non
                             name=f"{split} {metric}", line=dict(color=run_colour(0 if split == "train" else 1),
                                                                 dash=dash))
     label = "accuracy (%)" if metric == "acc" else "cross-entropy loss"
+    _whole_epochs(fig, epochs)
     return _layout(fig, f"{'Accuracy' if metric == 'acc' else 'Loss'} per epoch", "epoch", label)
+
+
+def _whole_epochs(fig: go.Figure, *tables: pd.DataFrame) -> None:
+    """Epoch axes tick at whole epochs (no "epoch 1.4") while there are few of them."""
+    last = max((float(t["epoch"].max()) for t in tables if len(t) and "epoch" in t), default=0)
+    if last <= 20:
+        fig.update_xaxes(dtick=1)
 
 
 def lr_schedule(steps: pd.DataFrame) -> go.Figure:
@@ -60,7 +69,10 @@ def lr_schedule(steps: pd.DataFrame) -> go.Figure:
 
 
 def lr_finder_curve(lr_finder: Mapping) -> go.Figure:
-    """Loss against LR on a log axis, the suggestion marked and the LR actually used as a line."""
+    """Loss against LR on a log axis, the suggestion marked and the LR actually used as a line.
+
+    The "LR used" line is a trace, not a shape: a shape on a log axis takes the exponent, an easy
+    way to draw it far off the plot."""
     lrs, raw, smooth = lr_finder.get("lr") or [], lr_finder.get("loss") or [], lr_finder.get("smoothed_loss") or []
     fig = go.Figure()
     fig.add_scatter(x=lrs, y=raw, mode="lines", name="loss", line=dict(color=run_colour(0), width=1), opacity=0.35)
@@ -72,17 +84,19 @@ def lr_finder_curve(lr_finder: Mapping) -> go.Figure:
         fig.add_scatter(x=[suggested], y=[y], mode="markers", name=f"suggestion {suggested:.3g}",
                         marker=dict(color=run_colour(3), size=12, symbol="star"))
     used = lr_finder.get("used_lr")
-    if used:
-        fig.add_vline(x=np.log10(used), line=dict(color=run_colour(2), dash="dash"),
-                      annotation_text=f"used {used:.3g}")
+    finite = [v for v in (*raw, *smooth) if v is not None and np.isfinite(v)]
+    if used and finite:
+        fig.add_scatter(x=[used, used], y=[min(finite), max(finite)], mode="lines", name=f"LR used {used:.3g}",
+                        line=dict(color=run_colour(2), dash="dash"))
     fig.update_xaxes(type="log")
-    return _layout(fig, "LR range test", "learning rate (log scale)", "training loss")
+    return _layout(fig, "LR range test", "learning rate (log scale)", "training loss (cross-entropy)")
 
 
 def per_class_accuracy(table: pd.DataFrame) -> go.Figure:
     """Grouped bars: one group per class, one bar per run (columns of `table`, index = classes).
 
-    With one run the bars take the class colours; with several, each run its own colour."""
+    With one run the bars take the class colours; with several, each run its own colour. The
+    accuracy axis is zoomed to the data, so 97% and 100% bars look different."""
     fig = go.Figure()
     single = len(table.columns) == 1
     for position, run in enumerate(table.columns):
@@ -90,29 +104,62 @@ def per_class_accuracy(table: pd.DataFrame) -> go.Figure:
         fig.add_bar(x=list(table.index), y=table[run] * 100, name=str(run), marker_color=colours,
                     hovertemplate="%{x}: %{y:.1f}%<extra>" + str(run) + "</extra>")
     fig.update_layout(barmode="group", showlegend=not single)
-    fig.update_yaxes(range=[0, 100])
+    fig.update_yaxes(range=accuracy_range(table.to_numpy() * 100))
     fig.update_xaxes(type="category", tickmode="linear")  # every class named, digits included
     return _layout(fig, "Accuracy per class", "true class", "accuracy (%)")
+
+
+def accuracy_range(values: np.ndarray, margin: float = 5.0) -> list[float]:
+    """An accuracy axis (in %) from a little below the lowest value to a little above the highest."""
+    finite = np.asarray(values, float)[np.isfinite(np.asarray(values, float))]
+    if not finite.size:
+        return [0.0, 100.0]
+    low, high = float(finite.min()), float(finite.max())
+    return [max(0.0, low - margin), min(100.0, high + margin) if high < 100 else 100.5]
+
+
+def _text_colours(colours: np.ndarray, scale: str, low: float, high: float) -> list[str]:
+    """Black or white per cell, whichever contrasts more with the cell's own colour."""
+    from plotly.colors import sample_colorscale, unlabel_rgb
+
+    position = np.clip((colours - low) / max(high - low, 1e-9), 0, 1)
+    out = []
+    for rgb in sample_colorscale(scale, list(position)):
+        r, g, b = (c / 255 for c in unlabel_rgb(rgb))
+        linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in (r, g, b)]
+        luminance = 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+        out.append("black" if (luminance + 0.05) / 0.05 >= 1.05 / (luminance + 0.05) else "white")
+    return out
 
 
 def confusion_grid(matrix: np.ndarray, class_names: Sequence[str], title: str, value_label: str,
                    diverging: bool = False, percent: bool = False) -> go.Figure:
     """A confusion matrix drawn as square scatter markers: unlike go.Heatmap, points can be
-    selected (streamlit #8760). Each point's customdata is (true class, predicted class)."""
+    selected (streamlit #8760). Each point's customdata is (true class, predicted class).
+
+    `percent`: the values are percentages. `diverging`: `matrix` is run B minus run A; the colour
+    is "better for B" (green): more images on the diagonal, fewer off it, so one colour means one
+    thing everywhere, while the numbers stay B − A."""
     n = len(class_names)
     true, pred = np.divmod(np.arange(n * n), n)
     values = matrix.reshape(-1).astype(float)
     if diverging:
-        limit = max(abs(values).max(), 1e-9)
-        colour = dict(colorscale="RdBu", cmin=-limit, cmax=limit)
+        colours = np.where(true == pred, values, -values)
+        limit = max(abs(colours).max(), 1e-9)
+        scale, low, high = DIVERGING, -limit, limit
+        bar = dict(title=dict(text=f"{value_label}<br>green = B better,<br>red = B worse", side="top"))
     else:
-        colour = dict(colorscale="Blues", cmin=0, cmax=max(values.max(), 1e-9))
-    text = [f"{v:.0%}" if percent else f"{v:+.0f}" if diverging else f"{v:.0f}" for v in values]
+        colours = values
+        scale, low, high = "Blues", 0.0, max(values.max(), 1e-9)
+        bar = dict(title=dict(text=value_label, side="top"), ticksuffix="%" if percent else "")
+    text = [f"{v:.0f}%" if percent else f"{v:+.0f}" if diverging else f"{v:.0f}" for v in values]
     size = max(14, min(48, int(440 / max(n, 1))))
     fig = go.Figure(go.Scatter(
         x=[class_names[p] for p in pred], y=[class_names[t] for t in true], mode="markers+text",
-        text=text, textfont=dict(size=max(8, size // 4)), customdata=np.stack([true, pred], axis=1),
-        marker=dict(symbol="square", size=size, color=values, colorbar=dict(title=value_label), **colour),
+        text=text, textfont=dict(size=max(8, size // 4), color=_text_colours(colours, scale, low, high)),
+        customdata=np.stack([true, pred], axis=1),
+        marker=dict(symbol="square", size=size, color=colours, colorscale=scale, cmin=low, cmax=high,
+                    colorbar=bar, line=dict(width=0)),
         hovertemplate="true %{y}, predicted %{x}: %{text}<extra></extra>"))
     fig.update_xaxes(type="category", categoryorder="array", categoryarray=list(class_names))
     fig.update_yaxes(type="category", categoryorder="array", categoryarray=list(class_names), autorange="reversed")
@@ -141,5 +188,30 @@ def compare_curves(epochs_by_run: Mapping[str, pd.DataFrame], column: str, label
             fig.add_scatter(x=epochs["epoch"], y=epochs[column] * scale, mode="lines+markers", name=run,
                             line=dict(color=run_colour(position)))
     unit = f"{label} (%)" if scale == 100 else label
+    _whole_epochs(fig, *epochs_by_run.values())
     return _layout(fig, label[:1].upper() + label[1:] + " per epoch", "epoch", unit)
 
+
+
+def live_curves(epochs: pd.DataFrame, steps: pd.DataFrame, metric: str, total_steps: int | None,
+                steps_per_epoch: int | None) -> go.Figure:
+    """A live run against optimizer steps, on a fixed axis from 0 to the planned total, so the
+    curves grow from the left instead of the axis rescaling under them. Every line is named."""
+    fig = go.Figure()
+    if metric == "loss" and len(steps):
+        fig.add_scatter(x=steps["step"], y=steps["loss"], mode="lines", name="train loss (each logged step)",
+                        line=dict(color=run_colour(0), width=1), opacity=0.4)
+    scale = 100.0 if metric == "acc" else 1.0
+    if len(epochs) and steps_per_epoch:
+        at = epochs["epoch"] * steps_per_epoch
+        for split, dash, colour in (("train", "dot", 0), ("test", "solid", 1)):
+            column = f"{split}_{metric}"
+            if column in epochs:
+                fig.add_scatter(x=at, y=epochs[column] * scale, mode="lines+markers",
+                                name=f"{split} {'accuracy' if metric == 'acc' else 'loss'} (end of epoch)",
+                                line=dict(color=run_colour(colour), dash=dash))
+    if total_steps:
+        fig.update_xaxes(range=[0, total_steps], autorange=False)
+    label = "accuracy (%)" if metric == "acc" else "cross-entropy loss"
+    return _layout(fig, f"{'Accuracy' if metric == 'acc' else 'Loss'} so far", "optimizer step", label,
+                   showlegend=True)

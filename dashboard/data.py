@@ -1,11 +1,13 @@
 """Cached access to the runs folder: the only dashboard module that reads runs, always through
-`engine.runs`. Every cache is bounded and keyed on the run's `run_stamp` (each file's mtime and
-size), so a rerun re-reads only what changed, and a live run is re-read as it grows."""
+`engine.runs`. Every cache is bounded and keyed on the stamps (mtime, size) of the files it
+reads (`runs.part_stamp`), so a rerun re-reads only the file that changed: a live run's
+steps.jsonl growing leaves the cached dumps, test images and samples alone."""
 
 from __future__ import annotations
 
 import io
 import os
+import re
 import sys
 import threading
 from collections import OrderedDict
@@ -21,6 +23,7 @@ from engine import runs
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 IMAGE_PX = 128
+TAG_LABELS = runs.TAG_LABELS
 
 
 def runs_root() -> Path:
@@ -43,9 +46,12 @@ def run_path(run_id: str) -> Path | None:
         return None
 
 
-def _stamp(run_id: str) -> tuple[str, tuple] | None:
-    path = run_path(run_id)
-    return None if path is None else (str(path), runs.run_stamp(path))
+SMALL_PARTS = ("run", "config", "environment", "dataset", "model_summary", "lr_finder", "epochs",
+               "test_images", *(f"predictions/{tag}" for tag in runs.PREDICTION_TAGS))
+
+
+def _stamps(path: Path, roles) -> tuple:
+    return tuple(runs.part_stamp(path, role) for role in roles)
 
 
 # ---------------------------------------------------------------- the runs table
@@ -55,23 +61,42 @@ def _stamp(run_id: str) -> tuple[str, tuple] | None:
 def _summary(path: str, stamp: tuple) -> dict:
     run = runs.load_run(Path(path))
     row = run.summary()
-    best_acc, best_epoch = metrics.best_epoch(run.epochs)
-    row.update(best_test_acc=best_acc, best_epoch=best_epoch,
-               duration_s=metrics.duration_seconds(run.meta, run.epochs),
-               fingerprint=(run.dataset or {}).get("fingerprint"),
-               warnings="; ".join(run.warnings))
+    row.update(duration_s=row.get("duration_seconds"), warnings="; ".join(run.warnings),
+               damaged=", ".join(run.damaged),
+               test_acc_curve=[round(100 * r["test_acc"], 2) for r in run.epochs if r.get("test_acc") is not None])
     return row
+
+
+TABLE_COLUMNS = ["id", "name", "status", "error", "dataset", "epochs_done", "epochs_planned", "best_test_acc",
+                 "best_epoch", "final_test_acc", "test_acc_curve", "duration_s", "device", "created", "fingerprint",
+                 "damaged", "warnings"]
 
 
 def runs_table() -> pd.DataFrame:
     """One row per run folder, newest first; damaged runs included, their problems in `warnings`."""
-    rows = [_summary(str(path), runs.run_stamp(path)) for path in runs.run_dirs(runs_root())]
-    columns = ["id", "name", "status", "error", "dataset", "epochs_done", "epochs_planned", "best_test_acc",
-               "best_epoch", "final_test_acc", "duration_s", "device", "created", "fingerprint", "warnings"]
-    return pd.DataFrame(rows, columns=columns)
+    root = runs_root()
+    rows = [_summary(str(path), runs.run_stamp(path)) for path in runs.run_dirs(root)]
+    return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
 
-# ---------------------------------------------------------------- one run
+def md(text: str) -> str:
+    """Text from a run (a name, an error) as plain text inside Markdown: a shared run's name must not
+    turn into a link, an image or formatting on the page."""
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~$:])", r"\\\1", str(text))
+
+
+def run_labels() -> dict[str, str]:
+    """{run id: what people read}: the run's name, with the short id after it where names clash
+    (the whole id where even that clashes, as in copies of one run)."""
+    table = runs_table()
+    names = [str(name or run_id) for run_id, name in zip(table["id"], table["name"])]
+    labels = [f"{name} · {runs.short_id(run_id)}" if names.count(name) > 1 else name
+              for run_id, name in zip(table["id"], names)]
+    return {run_id: f"{name} · {run_id}" if labels.count(label) > 1 else label
+            for run_id, name, label in zip(table["id"], names, labels)}
+
+
+# ---------------------------------------------------------------- one run, one cache per file
 
 
 @st.cache_data(max_entries=200, show_spinner=False)
@@ -80,22 +105,39 @@ def _load(path: str, stamp: tuple) -> runs.Run:
 
 
 def load_run(run_id: str) -> runs.Run | None:
-    """The run's small files (meta, config, dataset, epochs, ...), or None for an unknown id."""
-    key = _stamp(run_id)
-    return None if key is None else _load(*key)
+    """The run's small files (meta, config, dataset, epochs, ...), or None for an unknown id.
+    Keyed on those files alone: a live run's steps.jsonl growing does not re-read them."""
+    path = run_path(run_id)
+    if path is None:
+        return None
+    return _load(str(path), _stamps(path, SMALL_PARTS) + (runs.writer_alive(path),))
 
 
 @st.cache_data(max_entries=100, show_spinner=False)
-def _steps(path: str, stamp: tuple) -> pd.DataFrame:
-    run = runs.load_run(Path(path))
-    table = pd.DataFrame(run.steps(), columns=["step", "epoch", "loss", "lr"])
-    table["epoch_position"] = metrics.fractional_epochs(table.to_dict("records"), run.epochs)
+def _steps(path: str, stamp: tuple, steps_per_epoch: int | None) -> pd.DataFrame:
+    rows, _ = runs.read_steps(Path(path))
+    table = pd.DataFrame(rows, columns=["step", "epoch", "loss", "lr"])
+    table["epoch_position"] = table["step"] / steps_per_epoch if steps_per_epoch else table["epoch"]
     return table
 
 
 def steps(run_id: str) -> pd.DataFrame:
-    key = _stamp(run_id)
-    return pd.DataFrame(columns=["step", "epoch", "loss", "lr", "epoch_position"]) if key is None else _steps(*key)
+    """The per-step rows, with each step's position on the epoch axis."""
+    path, run = run_path(run_id), load_run(run_id)
+    if path is None or run is None:
+        return pd.DataFrame(columns=["step", "epoch", "loss", "lr", "epoch_position"])
+    return _steps(str(path), _stamps(path, ("steps",)), metrics.steps_per_epoch(run))
+
+
+def config_table(run: runs.Run) -> pd.DataFrame:
+    """The run's config as one value per field (text, so mixed types show as written)."""
+    config = run.config or {}
+    return pd.DataFrame({"value": [str(v) for v in config.values()]}, index=list(config))
+
+
+def config_with_used_lr(run: runs.Run) -> dict:
+    """The config plus the max LR the run actually trained with (the range test's pick)."""
+    return {**(run.config or {}), "max LR used": f"{run.used_lr:.3g}" if run.used_lr else "—"}
 
 
 def epochs(run: runs.Run) -> pd.DataFrame:
@@ -104,26 +146,33 @@ def epochs(run: runs.Run) -> pd.DataFrame:
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def _predictions(path: str, stamp: tuple, tag: str) -> tuple[dict | None, list[str]]:
-    run = runs.load_run(Path(path))
-    dump = run.predictions(tag)
-    return dump, run.warnings
+def _predictions(path: str, stamp: tuple, tag: str, num_classes: int | None, num_images: int | None
+                 ) -> tuple[dict | None, list[str]]:
+    dump, problems = runs.read_predictions(Path(path), tag, num_classes, num_images)
+    return dump, [str(p) for p in problems]
 
 
 def predictions(run_id: str, tag: str = "final") -> tuple[dict[str, np.ndarray] | None, list[str]]:
     """A prediction dump and the problems met reading it (a damaged dump is None plus a warning)."""
-    key = _stamp(run_id)
-    return (None, [f"no run {run_id!r}"]) if key is None else _predictions(*key, tag)
+    path, run = run_path(run_id), load_run(run_id)
+    if path is None or run is None:
+        return None, [f"no run {run_id!r}"]
+    stamp = _stamps(path, (f"predictions/{tag}", "test_images", "dataset"))
+    return _predictions(str(path), stamp, tag, run.num_classes, run.num_test_images())
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def _train_samples(path: str, stamp: tuple) -> dict | None:
-    return runs.load_run(Path(path)).train_samples()
+def _train_samples(path: str, stamp: tuple, image_shape: tuple | None, num_classes: int | None) -> dict | None:
+    samples, _ = runs.read_train_samples(Path(path), list(image_shape) if image_shape else None, num_classes)
+    return samples
 
 
 def train_samples(run_id: str) -> dict[str, np.ndarray] | None:
-    key = _stamp(run_id)
-    return None if key is None else _train_samples(*key)
+    path, run = run_path(run_id), load_run(run_id)
+    if path is None or run is None:
+        return None
+    shape = tuple(run.image_shape) if run.image_shape else None
+    return _train_samples(str(path), _stamps(path, ("train_samples",)), shape, run.num_classes)
 
 
 # ---------------------------------------------------------------- images
@@ -140,15 +189,20 @@ def to_png(image: np.ndarray, size: int = IMAGE_PX) -> bytes:
 
 @st.cache_data(max_entries=256, show_spinner=False)
 def _test_images(path: str, stamp: tuple, indices: tuple[int, ...]) -> np.ndarray | None:
-    images = runs.load_run(Path(path)).test_images()
-    if images is None or (indices and max(indices) >= len(images)):
+    images, _ = runs.read_test_images(Path(path))
+    if images is None or (indices and (max(indices) >= len(images) or min(indices) < 0)):
         return None
     return np.asarray(images[list(indices)])
 
 
+def _images_key(run_id: str) -> tuple[str, tuple] | None:
+    path = run_path(run_id)
+    return None if path is None else (str(path), _stamps(path, ("test_images",)))
+
+
 def test_images(run_id: str, indices: tuple[int, ...]) -> np.ndarray | None:
     """Raw uint8 test images (k, 32, 32, 3) by test index, or None when the run has none."""
-    key = _stamp(run_id)
+    key = _images_key(run_id)
     return None if key is None else _test_images(*key, tuple(int(i) for i in indices))
 
 
@@ -160,7 +214,7 @@ def _test_pngs(path: str, stamp: tuple, indices: tuple[int, ...], size: int) -> 
 
 def test_pngs(run_id: str, indices: tuple[int, ...], size: int = IMAGE_PX) -> list[bytes] | None:
     """One page of test images, enlarged and encoded once, then served from the cache."""
-    key = _stamp(run_id)
+    key = _images_key(run_id)
     return None if key is None else _test_pngs(*key, tuple(int(i) for i in indices), size)
 
 
@@ -181,16 +235,16 @@ class CamStore:
 
     def cams(self, images: np.ndarray, indices: list[int], method: str, layer: str,
              targets: list[int]) -> np.ndarray:
-        from dashboard.gradcam import compute_cams
+        from engine import cam
 
         keys = [(i, method, layer, t) for i, t in zip(indices, targets)]
         with self.lock:
             missing = [n for n, key in enumerate(keys) if key not in self.maps]
             if missing:
-                computed = compute_cams(self.model, images[missing], self.mean, self.std, method, layer,
-                                        [targets[n] for n in missing])
-                for n, cam in zip(missing, computed):
-                    self.maps[keys[n]] = cam
+                computed = cam.compute_cams(self.model, images[missing], self.mean, self.std, method, layer,
+                                            [targets[n] for n in missing])
+                for n, one in zip(missing, computed):
+                    self.maps[keys[n]] = one
             for key in keys:
                 self.maps.move_to_end(key)
             while len(self.maps) > self.max_maps:
@@ -199,28 +253,38 @@ class CamStore:
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """Class probabilities from this checkpoint (the gallery's dump may be another epoch's)."""
-        from dashboard.gradcam import predict
+        from engine import cam
 
         with self.lock:
-            return predict(self.model, images, self.mean, self.std)
+            return cam.probabilities(self.model, images, self.mean, self.std)
 
 
-@st.cache_resource(max_entries=4, show_spinner="Loading the model…")
+@st.cache_resource(max_entries=4, show_spinner=False)
 def _cam_store(path: str, checkpoint_stamp: tuple, tag: str) -> CamStore:
-    from dashboard.gradcam import load_model
+    from engine import cam
 
     run = runs.load_run(Path(path))
-    model = load_model(run.checkpoint_path(tag), len(run.class_names), int(run.config["width"]))
-    return CamStore(model, list(run.dataset["mean"]), list(run.dataset["std"]))
+    model = cam.load_model(run, tag)  # raises engine.checkpoint.CheckpointError with a clear message
+    mean, std = run.normalisation
+    return CamStore(model, list(mean), list(std))
 
 
 def cam_store(run_id: str, tag: str) -> CamStore | None:
     """The model of a run's checkpoint, loaded once; None when the run has no such checkpoint."""
-    path = run_path(run_id)
-    if path is None:
+    path, run = run_path(run_id), load_run(run_id)
+    if path is None or run is None or run.checkpoint_path(tag) is None or run.normalisation is None:
         return None
-    run = load_run(run_id)
-    checkpoint = run.checkpoint_path(tag) if run is not None else None
-    if checkpoint is None or not run.config or not run.dataset:
-        return None
-    return _cam_store(str(path), runs.file_stamp(checkpoint), tag)
+    return _cam_store(str(path), _stamps(path, (f"checkpoint/{tag}",)), tag)
+
+
+def cam_choices() -> tuple[tuple[str, ...], tuple[str, ...], str]:
+    """(methods, layers, default layer) for the Grad-CAM page; lists names only (no torch import)."""
+    from engine import cam
+
+    return tuple(cam.METHODS), cam.LAYERS, cam.DEFAULT_LAYER
+
+
+def overlay(image: np.ndarray, cam_map: np.ndarray, opacity: float) -> np.ndarray:
+    from engine import cam
+
+    return cam.overlay(image, cam_map, opacity)

@@ -7,10 +7,10 @@ A prediction dump is the dict of arrays `engine.runs.Run.predictions` returns
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 Dump = Mapping[str, np.ndarray]
 
@@ -20,10 +20,6 @@ SORTS = {
     "confidence, low first": ("confidence", False),
     "test index": ("index", False),
 }
-
-
-def accuracy(label: np.ndarray, pred: np.ndarray) -> float:
-    return float(np.mean(label == pred)) if len(label) else float("nan")
 
 
 def confusion_matrix(label: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
@@ -93,10 +89,32 @@ def first_epoch_reaching(epochs: Sequence[Mapping[str, Any]], threshold: float =
     return None
 
 
-def best_epoch(epochs: Sequence[Mapping[str, Any]]) -> tuple[float | None, int | None]:
-    scored = [(row["test_acc"], row.get("epoch")) for row in epochs if row.get("test_acc") is not None]
-    # The earliest epoch wins a tie, as the engine's "best" dump does (it saves on improvement only).
-    return max(scored, key=lambda pair: (pair[0], -(pair[1] or 0)), default=(None, None))
+def key_figures(runs_by_label: Mapping[str, Any]) -> pd.DataFrame:
+    """One compact row per run (label -> engine.runs.Run): best and final accuracy (%), the best
+    epoch, the first epoch at 85%, epochs done and the duration."""
+    rows = {}
+    for label, run in runs_by_label.items():
+        best, best_at = run.best_epoch()
+        final = run.epochs[-1].get("test_acc") if run.epochs else None
+        rows[label] = {"best test acc": None if best is None else best * 100, "best epoch": best_at,
+                       "final test acc": None if final is None else final * 100,
+                       "first epoch at 85%": first_epoch_reaching(run.epochs) or "not reached",
+                       "epochs": f"{len(run.epochs)} / {run.epochs_planned or '?'}",
+                       "duration (s)": run.duration_seconds()}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def steps_per_epoch(run: Any) -> int | None:
+    """Optimizer steps in one epoch: from the first finished epoch, else from the config and the
+    dataset (ceil(train images / batch), capped by max_steps), else None."""
+    if run.epochs and run.epochs[0].get("step"):
+        return int(run.epochs[0]["step"])
+    config, dataset = run.config or {}, run.dataset or {}
+    images, batch = dataset.get("train_size"), config.get("batch_size")
+    if not images or not batch:
+        return None
+    steps = -(-int(images) // int(batch))
+    return min(steps, int(config["max_steps"])) if config.get("max_steps") else steps
 
 
 def config_diff(configs: Mapping[str, Mapping[str, Any] | None],
@@ -111,24 +129,3 @@ def config_diff(configs: Mapping[str, Mapping[str, Any] | None],
         if len({repr(v) for v in values.values()}) > 1:
             diff[name] = values
     return diff
-
-
-def duration_seconds(meta: Mapping[str, Any], epochs: Sequence[Mapping[str, Any]]) -> float | None:
-    """Wall-clock time from creation to the end; the epochs' own timings when no end is recorded."""
-    try:
-        start = datetime.fromisoformat(meta["created"])
-        end = datetime.fromisoformat(meta["finished"])
-        return (end - start).total_seconds()
-    except (KeyError, TypeError, ValueError):
-        total = sum(row.get("seconds") or 0.0 for row in epochs)
-        return total or None
-
-
-def fractional_epochs(steps: Sequence[Mapping[str, Any]], epochs: Sequence[Mapping[str, Any]]) -> np.ndarray:
-    """Each step row's position on the epoch axis: every epoch has the same number of steps,
-    known from the first finished epoch (or, before that, from the steps logged so far)."""
-    step = np.array([row.get("step", 0) for row in steps], dtype=float)
-    per_epoch = epochs[0].get("step") if epochs else None
-    if not per_epoch:
-        per_epoch = max(step.max(initial=0), 1)
-    return step / per_epoch

@@ -11,30 +11,57 @@ import streamlit as st
 
 from dashboard import data
 
-SELECTED = "runs"  # the runs picked for the other pages (sidebar multiselect, URL ?runs=...)
-FOCUS = "run"  # the one run the single-run pages show (sidebar selectbox, URL ?run=...)
+SELECTED = "selected_runs"  # plain session keys: they survive every page switch (widget keys need not)
+FOCUS = "focus_run"
+UNKNOWN = "unknown_run_ids"
+SELECT_WIDGET, FOCUS_WIDGET = "runs", "run"  # the sidebar widgets, also the URL parameter names
+
+
+def _keep_selection() -> None:
+    st.session_state[SELECTED] = list(st.session_state[SELECT_WIDGET])
+
+
+def _keep_focus() -> None:
+    st.session_state[FOCUS] = st.session_state[FOCUS_WIDGET]
 
 
 def run_selection(show_focus: bool) -> None:
-    """The sidebar run pickers, made on every page so their values persist across pages.
-
-    The URL mirrors them (`?runs=ID&runs=ID&run=ID`): a fresh session starts from the URL, and
-    every rerun writes the URL back, since a page switch clears it."""
-    ids = list(data.runs_table()["id"])
+    """The sidebar run pickers, made on every page. Their values live in plain session keys and
+    are written back into the widgets and the URL on every run, so no way of moving between pages
+    (sidebar, links, buttons, chart clicks, the browser's back button) loses them."""
+    labels = data.run_labels()
+    ids = list(labels)
     if SELECTED not in st.session_state:  # a new session: start from the URL
-        st.session_state[SELECTED] = [i for i in st.query_params.get_all(SELECTED) if i in ids]
-        if st.query_params.get(FOCUS) in ids:
-            st.session_state[FOCUS] = st.query_params[FOCUS]
+        wanted = st.query_params.get_all(SELECT_WIDGET)
+        focus = st.query_params.get(FOCUS_WIDGET)
+        st.session_state[SELECTED] = [i for i in dict.fromkeys(wanted) if i in labels]
+        if focus in labels:
+            st.session_state[FOCUS] = focus
+        st.session_state[UNKNOWN] = [i for i in dict.fromkeys([*wanted, *([focus] if focus else [])])
+                                     if i not in labels]
+    selected = [i for i in st.session_state[SELECTED] if i in labels]
+    options = selected or ids
+    if st.session_state.get(FOCUS) not in options:
+        st.session_state[FOCUS] = options[0] if options else None
+    st.session_state[SELECT_WIDGET] = selected
     with st.sidebar:
-        st.caption(f"Runs folder: `{data.runs_root()}`")
-        st.multiselect("Selected runs", ids, key=SELECTED,
+        if st.session_state.get(UNKNOWN):
+            st.warning("Not in this runs folder, so not shown: " + ", ".join(
+                f"`{i}`" for i in st.session_state[UNKNOWN]), icon=":material/warning:")
+        st.multiselect("Selected runs", ids, key=SELECT_WIDGET, format_func=labels.get, on_change=_keep_selection,
                        help="Pick runs here or in the Runs table; the Compare page uses them all.")
-        if show_focus:
-            options = st.session_state.get(SELECTED) or ids
-            st.selectbox("Run shown", options, key=FOCUS, persist_state="session")
-    st.query_params[SELECTED] = st.session_state.get(SELECTED) or []
+        if show_focus and options:
+            st.session_state[FOCUS_WIDGET] = st.session_state[FOCUS]
+            st.selectbox("Run shown", options, key=FOCUS_WIDGET, format_func=labels.get, on_change=_keep_focus)
+    st.query_params.from_dict(url_state())
+
+
+def url_state() -> dict[str, list[str] | str]:
+    """The selection as URL parameters, for `st.switch_page` / `st.page_link`, which clear the URL."""
+    state: dict[str, list[str] | str] = {SELECT_WIDGET: selected_runs()}
     if st.session_state.get(FOCUS):
-        st.query_params[FOCUS] = st.session_state[FOCUS]
+        state[FOCUS_WIDGET] = st.session_state[FOCUS]
+    return state
 
 
 def selected_runs() -> list[str]:
@@ -45,14 +72,30 @@ def focus_run() -> str | None:
     """The run the single-run pages show, or None (with a message) when there is none."""
     run_id = st.session_state.get(FOCUS)
     if not run_id:
-        st.info("No runs yet. Train one with `make demo`, then reload this page.")
+        no_runs_message()
         return None
     return run_id
 
 
+def no_runs_message() -> None:
+    """Says why there is nothing to show: a missing runs folder is an error, an empty one is not."""
+    root = data.runs_root()
+    if not root.is_dir():
+        st.error(f"The runs folder `{root}` does not exist. Check the path given with `--runs-dir` "
+                 "(or $RUNS_DIR), or train a run there first.", icon=":material/error:")
+    else:
+        st.info(f"No runs yet in `{root}`. Train one with `make demo`, then reload this page.")
+
+
+def page_link(page: str, label: str, icon: str | None = None, **kwargs) -> None:
+    """A link to another page that keeps the run selection."""
+    st.page_link(page, label=label, icon=icon, query_params=url_state(), **kwargs)
+
+
 def show_warnings(run_id: str, warnings: Sequence[str]) -> None:
+    label = data.run_labels().get(run_id, run_id)
     for line in dict.fromkeys(warnings):  # each once, in order
-        st.warning(f"{run_id}: {line}", icon=":material/warning:")
+        st.warning(f"{label}: {line}", icon=":material/warning:")
 
 
 def image_grid(pngs: Sequence[bytes], captions: Sequence[str], columns: int = 8, width: int = data.IMAGE_PX) -> None:
@@ -60,7 +103,8 @@ def image_grid(pngs: Sequence[bytes], captions: Sequence[str], columns: int = 8,
     for start in range(0, len(pngs), columns):
         cells = st.columns(columns)
         for cell, png, caption in zip(cells, pngs[start:start + columns], captions[start:start + columns]):
-            cell.image(png, caption=caption, width=width, output_format="PNG")
+            cell.image(png, width=width, output_format="PNG")
+            cell.caption(caption)  # a caption under the image wraps; the image's own is cut to its width
 
 
 def class_names(run, dump: dict | None = None) -> list[str]:
@@ -78,15 +122,14 @@ def dump_picker(run, key: str) -> str | None:
         st.warning("This run has no prediction dump yet (it is written after the last epoch and whenever "
                    "test accuracy improves).", icon=":material/warning:")
         return None
-    labels = {"final": "final model", "best": "best epoch"}
-    return st.radio("Predictions from", tags, key=key, horizontal=True, format_func=labels.get)
+    return st.radio("Predictions from", tags, key=key, horizontal=True, format_func=data.TAG_LABELS.get)
 
 
 def open_gallery(true: int | None, pred: int | None, tag: str) -> None:
     """Go to the misclassification gallery filtered to one true/predicted pair."""
     st.session_state["gallery_preset"] = {"true": [] if true is None else [int(true)],
                                           "pred": [] if pred is None else [int(pred)], "tag": tag}
-    st.switch_page("app_pages/misclassified.py")
+    st.switch_page("app_pages/misclassified.py", query_params=url_state())
 
 
 def cam_selection(run_id: str) -> list[int]:

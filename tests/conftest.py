@@ -45,3 +45,13 @@ def tiny_run(runs_dir) -> Path:
 
 def assert_close(a, b, tol=1e-6):
     assert np.allclose(a, b, atol=tol), (a, b)
+
+
+@pytest.fixture(scope="session")
+def browser_runs(tmp_path_factory, sample) -> Path:
+    """Two tiny completed runs (width 8, seeds 1 and 2) for the browser suite, built once per session."""
+    root = tmp_path_factory.mktemp("browser-runs")
+    for seed in (1, 2):
+        train(tiny_config(root, seed=seed, name=f"seed{seed}", width=8, train_subset=384, test_subset=256),
+              data=sample, quiet=True)
+    return root

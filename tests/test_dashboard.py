@@ -2,6 +2,7 @@
 
 The pages' numbers are checked against counts computed here straight from the prediction dumps."""
 
+import json
 import shutil
 from pathlib import Path
 
@@ -9,8 +10,8 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dashboard.gradcam import METHODS
 from engine import runs
+from engine.safe_io import atomic_write_json
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 APP = str(PROJECT_ROOT / "dashboard" / "app.py")
@@ -90,7 +91,7 @@ def test_a_confusion_cell_opens_the_gallery_on_that_pair(monkeypatch, runs_dir, 
     wrong = dump["label"] != dump["pred"]
     true, pred = next((int(t), int(p)) for t, p in zip(dump["label"][wrong], dump["pred"][wrong]))
     at = open_app(monkeypatch, runs_dir, focus=tiny_run.name)
-    # AppTest cannot click a plotly point, so use the picker beside the matrix (same code path after).
+    # AppTest cannot click a plotly point (tests/test_browser.py clicks real cells); this is the picker.
     form_boxes = [box for box in at.selectbox if box.label in ("True class", "Predicted class")]
     form_boxes[0].set_value(true)
     form_boxes[1].set_value(pred)
@@ -132,11 +133,10 @@ def test_grad_cam_gives_a_map_of_the_image_size_for_each_method(monkeypatch, run
     assert at.text_input[0].value == ", ".join(map(str, picked))
     assert not at.image  # nothing is computed before the button
     for method in ("GradCAM", "GradCAM++", "EigenCAM", "LayerCAM"):
-        assert method in METHODS
         at.selectbox(key="cam_method").set_value(method)
         at.button(key="cam_go").click().run()
         assert not at.exception, [e.value for e in at.exception]
-        assert at.session_state["cam_result"]["shape"] == (2, 32, 32)
+        assert not at.error, [e.value for e in at.error]
         assert len(at.image) == 4  # image and overlay, side by side
 
 
@@ -148,8 +148,11 @@ def test_compare_counts_equal_the_dumps_diff(monkeypatch, runs_dir):
     assert (a["index"] == b["index"]).all()
     assert int(metric(at, "A right, B wrong")) == int(np.sum(right_a & ~right_b))
     assert int(metric(at, "B right, A wrong")) == int(np.sum(right_b & ~right_a))
-    diff = at.dataframe[0].value
+    figures = at.dataframe[0].value
+    assert len(figures) == 2
+    diff = at.dataframe[1].value
     assert "seed" in diff.index and "name" in diff.index and "width" not in diff.index
+    assert "max LR used" in diff.index
     assert not at.error
 
 
@@ -159,10 +162,10 @@ def test_compare_refuses_runs_on_different_datasets(monkeypatch, runs_dir, tmp_p
     for run_id in ids:
         shutil.copytree(runs_dir / run_id, root / run_id)
     dataset = runs.load_run(root / ids[1]).dataset
-    runs.atomic_write_json(root / ids[1] / runs.DATASET_JSON, {**dataset, "fingerprint": "0" * 16})
+    atomic_write_json(root / ids[1] / runs.DATASET_JSON, {**dataset, "fingerprint": "0" * 16})
     at = go(open_app(monkeypatch, root, selected=ids), "compare")
-    assert at.error and "different datasets" in at.error[0].value
-    assert not at.metric
+    assert any("another dataset" in w.value for w in at.warning), [w.value for w in at.warning]
+    assert not at.metric  # one run left on the first run's dataset: nothing to compare
 
 
 def damaged_copy(runs_dir: Path, tiny_run: Path, tmp_path: Path) -> tuple[Path, dict[str, str]]:
@@ -186,7 +189,10 @@ def damaged_copy(runs_dir: Path, tiny_run: Path, tmp_path: Path) -> tuple[Path, 
 def test_damaged_runs_give_warnings_not_exceptions(monkeypatch, runs_dir, tiny_run, tmp_path):
     root, damaged = damaged_copy(runs_dir, tiny_run, tmp_path)
     at = open_app(monkeypatch, root)
-    assert len(at.dataframe[0].value) == 4
+    table = at.dataframe[0].value
+    assert len(table) == 4
+    garbage = table.set_index("id").loc[damaged["garbage"]]
+    assert garbage["status"].endswith("(damaged)") and "predictions/final.npz" in garbage["damaged"]
     warned = " ".join(w.value for w in at.warning)
     assert damaged["truncated"] in warned and "junk-folder" in warned
 
@@ -202,7 +208,7 @@ def test_damaged_runs_give_warnings_not_exceptions(monkeypatch, runs_dir, tiny_r
                 assert not at.exception
         if name == "garbage":
             go(at, "misclassified")
-            assert any("final.npz is unreadable" in w.value for w in at.warning), [w.value for w in at.warning]
+            assert any("final.npz" in w.value for w in at.warning), [w.value for w in at.warning]
         if name == "nocheckpoint":
             go(at, "grad_cam")
             assert any("no checkpoint" in w.value for w in at.warning)
@@ -214,7 +220,7 @@ def test_live_page_follows_a_running_run(monkeypatch, tmp_path, tiny_run):
     writer = runs.RunWriter.create(root, "live", epochs_planned=4)
     try:
         source = runs.load_run(tiny_run)
-        writer.write_json(runs.DATASET_JSON, source.dataset)
+        writer.write_dataset(source.dataset)
         writer.append_epoch(source.epochs[0])
         at = go(open_app(monkeypatch, root), "live")
         assert at.toggle(key="live_auto").value is True
@@ -234,3 +240,42 @@ def test_an_empty_runs_folder_says_what_to_do(monkeypatch, tmp_path):
     assert "make demo" in at.info[0].value
     for page in ("run", "misclassified", "grad_cam", "compare", "live"):
         go(at, page)
+
+
+def test_a_growing_steps_file_leaves_the_other_caches_alone(monkeypatch, tiny_run, tmp_path):
+    """Each cache is keyed on its own file: a steps.jsonl append during a live run re-reads the
+    steps only. Shown by swapping the dump for same-size garbage with its old mtime: still served
+    from the cache after the append, re-read (and refused) once its own stamp changes."""
+    import os
+
+    from dashboard import data
+
+    root = tmp_path / "runs"
+    shutil.copytree(tiny_run, root / tiny_run.name)
+    monkeypatch.setenv("RUNS_DIR", str(root))
+    run_id = tiny_run.name
+    dump, _ = data.predictions(run_id)
+    steps_before = len(data.steps(run_id))
+    dump_file = root / run_id / runs.PREDICTIONS_DIR / "final.npz"
+    stat = dump_file.stat()
+    dump_file.write_bytes(b"x" * stat.st_size)
+    os.utime(dump_file, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    with open(root / run_id / runs.STEPS_JSONL, "a") as steps:
+        steps.write('{"step": 100000, "epoch": 2, "loss": 1.0, "lr": 0.001}\n')
+    assert len(data.steps(run_id)) == steps_before + 1  # the grown file is read again
+    cached, _ = data.predictions(run_id)
+    assert cached is not None and (cached["pred"] == dump["pred"]).all()  # the dump was not
+    os.utime(dump_file, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    reread, problems = data.predictions(run_id)
+    assert reread is None and problems
+
+
+def test_a_run_name_is_shown_as_plain_text_never_as_markdown(monkeypatch, tiny_run, tmp_path):
+    root = tmp_path / "runs"
+    target = root / tiny_run.name
+    shutil.copytree(tiny_run, target)
+    meta = json.loads((target / runs.RUN_JSON).read_text())
+    atomic_write_json(target / runs.RUN_JSON, {**meta, "name": "[click me](http://example.com) **loud**"})
+    at = go(open_app(monkeypatch, root, selected=[target.name], focus=target.name), "run")
+    title = at.title[0].value
+    assert r"\[click me\]\(http" in title and r"\*\*loud\*\*" in title, title

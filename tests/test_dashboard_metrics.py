@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from dashboard import charts, metrics
-from dashboard.gradcam import LAYERS, METHODS, compute_cams, load_model, overlay
 from engine import runs
+from engine.cam import LAYERS, METHODS, compute_cams, load_model, overlay
 from engine.model import create_model
 
 
@@ -31,7 +31,6 @@ def test_confusion_matrix_counts_rows_true_columns_predicted():
 def test_per_class_accuracy_is_recall_and_nan_for_absent_classes():
     result = metrics.per_class_accuracy(np.array([0, 0, 1]), np.array([0, 1, 1]), 3)
     assert result[:2].tolist() == [0.5, 1.0] and np.isnan(result[2])
-    assert metrics.accuracy(np.array([0, 1]), np.array([0, 0])) == 0.5
 
 
 def test_misclassified_filters_and_sorts():
@@ -54,13 +53,11 @@ def test_prediction_diff_matches_on_test_index_in_any_order():
     assert metrics.rows_for_indices(b, np.array([0, 3])).tolist() == [3, 0]
 
 
-def test_first_epoch_reaching_and_best_epoch():
+def test_first_epoch_reaching():
     epochs = [{"epoch": 1, "test_acc": 0.5}, {"epoch": 2, "test_acc": 0.86}, {"epoch": 3, "test_acc": 0.86},
               {"epoch": 4, "test_acc": None}]
     assert metrics.first_epoch_reaching(epochs, 0.85) == 2
     assert metrics.first_epoch_reaching(epochs, 0.9) is None
-    assert metrics.best_epoch(epochs) == (0.86, 2)
-    assert metrics.best_epoch([]) == (None, None)
 
 
 def test_config_diff_keeps_only_fields_that_differ():
@@ -70,12 +67,34 @@ def test_config_diff_keeps_only_fields_that_differ():
     assert metrics.config_diff({"a": {"x": 1}, "b": None}) == {"x": {"a": 1, "b": "—"}}
 
 
-def test_duration_and_fractional_epochs():
-    meta = {"created": "2025-01-01T00:00:00+00:00", "finished": "2025-01-01T00:01:30+00:00"}
-    assert metrics.duration_seconds(meta, []) == 90
-    assert metrics.duration_seconds({"created": "x"}, [{"seconds": 2.0}, {"seconds": 3.0}]) == 5.0
-    steps = [{"step": s, "epoch": 1 + (s - 1) // 4} for s in range(1, 9)]
-    assert metrics.fractional_epochs(steps, [{"epoch": 1, "step": 4}]).tolist() == [s / 4 for s in range(1, 9)]
+def test_steps_per_epoch_before_and_after_the_first_epoch(tiny_run):
+    run = runs.load_run(tiny_run)
+    per_epoch = run.epochs[0]["step"]
+    assert metrics.steps_per_epoch(run) == per_epoch
+    run.epochs = []  # as during epoch 1: from the config and the dataset alone
+    assert metrics.steps_per_epoch(run) == per_epoch
+
+
+def test_diverging_confusion_colours_mean_better_for_b_everywhere():
+    difference = np.array([[2, -1], [3, -4]])  # B: 2 more right on class 0, 3 more mistakes 1 -> 0
+    grid = charts.confusion_grid(difference, ["cat", "dog"], "B − A", "images, B − A", diverging=True).data[0]
+    assert list(grid.marker.color) == [2, 1, -3, -4]
+    assert "green = B better" in grid.marker.colorbar.title.text
+    assert list(grid.text) == ["+2", "-1", "+3", "-4"]
+
+
+def test_cell_numbers_contrast_with_their_cells():
+    grid = charts.confusion_grid(np.array([[0, 100], [50, 3]]), ["cat", "dog"], "cm", "images").data[0]
+    colours = list(grid.textfont.color)
+    assert colours[0] == "black" and colours[1] == "white"  # on the palest and on the darkest cell
+
+
+def test_per_class_accuracy_axis_is_zoomed_to_the_data():
+    import pandas as pd
+
+    figure = charts.per_class_accuracy(pd.DataFrame({"a": [0.97, 1.0], "b": [0.98, 0.99]}, index=["cat", "dog"]))
+    low, high = figure.layout.yaxis.range
+    assert 90 <= low <= 97 and 100 <= high <= 101
 
 
 def test_charts_have_axis_titles_and_stable_class_colours():
@@ -84,6 +103,8 @@ def test_charts_have_axis_titles_and_stable_class_colours():
     epochs = pd.DataFrame({"epoch": [1, 2], "train_acc": [0.5, 0.6], "test_acc": [0.4, 0.55],
                            "train_loss": [1.0, 0.8], "test_loss": [1.1, 0.9]})
     steps = pd.DataFrame({"step": [1, 2], "loss": [1.2, 1.0], "lr": [0.01, 0.02], "epoch_position": [0.5, 1.0]})
+    live = charts.live_curves(epochs, steps, "loss", total_steps=8, steps_per_epoch=4)
+    assert list(live.layout.xaxis.range) == [0, 8] and all(trace.name for trace in live.data)
     finder = {"lr": [1e-5, 1e-3, 1e-1], "loss": [2.3, 2.0, 3.0], "smoothed_loss": [2.3, 2.1, 2.6],
               "suggested_lr": 1e-3, "suggestion_index": 1, "used_lr": 1e-3}
     figures = [charts.training_curves(epochs, "acc"), charts.training_curves(epochs, "loss", steps),
@@ -118,7 +139,7 @@ def test_compute_cams_gives_one_unit_range_map_per_image(method):
 
 def test_cams_from_a_real_checkpoint_for_every_layer(tiny_run):
     run = runs.load_run(tiny_run)
-    model = load_model(run.checkpoint_path("final"), len(run.class_names), run.config["width"])
+    model = load_model(run, "final")
     images = np.asarray(run.test_images()[:4])
     for layer in LAYERS:
         cams = compute_cams(model, images, run.dataset["mean"], run.dataset["std"], "GradCAM", layer, None)
@@ -128,3 +149,19 @@ def test_cams_from_a_real_checkpoint_for_every_layer(tiny_run):
     blended = overlay(images[0], cams[0], 0.5)
     assert blended.shape == (32, 32, 3) and blended.dtype == np.uint8
     assert np.abs(overlay(images[0], cams[0], 0.0).astype(int) - images[0]).max() <= 2  # opacity 0: the image
+    assert np.abs(blended.astype(int) - images[0]).max() > 10  # opacity 0.5: the map shows
+
+
+def test_a_checkpoint_of_another_width_is_refused_in_one_line(tiny_run, tmp_path):
+    import json
+    import shutil
+
+    from engine.checkpoint import CheckpointError
+
+    copy = tmp_path / tiny_run.name
+    shutil.copytree(tiny_run, copy)
+    config = json.loads((copy / runs.CONFIG_JSON).read_text())
+    (copy / runs.CONFIG_JSON).write_text(json.dumps({**config, "width": config["width"] * 2}))
+    with pytest.raises(CheckpointError, match="does not fit a width-") as refused:
+        load_model(runs.load_run(copy), "final")
+    assert "\n" not in str(refused.value)

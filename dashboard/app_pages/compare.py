@@ -19,16 +19,22 @@ runs = {run_id: run for run_id, run in loaded.items() if run is not None}
 if len(runs) < 2:
     st.warning("Fewer than two of the selected runs can be read.")
     st.stop()
-label = {run_id: f"{run.name} ({run_id[9:15]})" for run_id, run in runs.items()}  # the time of day tells twins apart
+label = data.run_labels()
 for run_id, run in runs.items():
-    widgets.show_warnings(label[run_id], run.warnings)
+    widgets.show_warnings(run_id, run.warnings)
 
-fingerprints = {run_id: (run.dataset or {}).get("fingerprint") for run_id, run in runs.items()}
-if len(set(fingerprints.values())) > 1:
-    listing = ", ".join(f"{label[r]}: {(runs[r].dataset or {}).get('name', '?')} [{fingerprint}]"
-                        for r, fingerprint in fingerprints.items())
-    st.error(f"These runs were trained and tested on different datasets, so comparing them would mislead; "
-             f"select runs with the same dataset fingerprint. ({listing})")
+# Runs on another dataset than the first selected run are set aside, not the whole page.
+first_id, first = next(iter(runs.items()))
+aside = [r for r, run in runs.items() if run.fingerprint != first.fingerprint]
+if aside:
+    st.warning("Set aside, since they were trained and tested on another dataset than "
+               f"{data.md(label[first_id])} ({first.dataset_name or '?'}, fingerprint {first.fingerprint}): "
+               + ", ".join(f"{data.md(label[r])} ({runs[r].dataset_name or '?'}, {runs[r].fingerprint})"
+                           for r in aside),
+               icon=":material/warning:")
+    runs = {r: run for r, run in runs.items() if r not in aside}
+if len(runs) < 2:
+    st.info("Select at least two runs on the same dataset to compare them.")
     st.stop()
 
 # ---------------------------------------------------------------- curves, one colour per run
@@ -41,19 +47,13 @@ right.plotly_chart(charts.compare_curves(epochs, "train_loss", "train loss"), ke
 
 # ---------------------------------------------------------------- key figures and config
 st.subheader("Key figures")
-for column, (run_id, run) in zip(st.columns(len(runs)), runs.items()):
-    best, best_at = metrics.best_epoch(run.epochs)
-    final = run.epochs[-1].get("test_acc") if run.epochs else None
-    column.markdown(f"**{label[run_id]}**")
-    column.metric("Best test accuracy", f"{best:.2%}" if best is not None else "—",
-                  help=f"epoch {best_at}" if best_at else None)
-    column.metric("Final test accuracy", f"{final:.2%}" if final is not None else "—")
-    column.metric("First epoch at 85%", metrics.first_epoch_reaching(run.epochs) or "not reached")
-    seconds = metrics.duration_seconds(run.meta, run.epochs)
-    column.metric("Duration", f"{seconds:.0f} s" if seconds else "—")
+st.dataframe(metrics.key_figures({label[r]: run for r, run in runs.items()}), key="key_figures",
+             column_config={"best test acc": st.column_config.NumberColumn(format="%.2f%%"),
+                            "final test acc": st.column_config.NumberColumn(format="%.2f%%"),
+                            "duration (s)": st.column_config.NumberColumn(format="%.0f")})
 
 st.subheader("Config differences")
-diff = metrics.config_diff({label[r]: run.config for r, run in runs.items()})
+diff = metrics.config_diff({label[r]: data.config_with_used_lr(run) for r, run in runs.items()})
 if diff:
     st.dataframe(pd.DataFrame(diff).T.astype(str), key="config_diff")
 else:
@@ -61,13 +61,12 @@ else:
 
 # ---------------------------------------------------------------- predictions
 st.subheader("Predictions")
-tag = st.radio("Predictions from", ("final", "best"), horizontal=True, key="cmp_dump",
-               format_func={"final": "final models", "best": "best epochs"}.get)
+tag = st.radio("Predictions from", ("final", "best"), horizontal=True, key="cmp_dump", format_func=data.TAG_LABELS.get)
 dumps = {}
 for run_id in runs:
     dump, _ = data.predictions(run_id, tag)
     if dump is None:
-        st.warning(f"{label[run_id]} has no readable {tag} prediction dump; it is left out below.")
+        st.warning(f"{data.md(label[run_id])} has no readable {tag} prediction dump; it is left out below.")
     else:
         dumps[run_id] = dump
 if not dumps:
@@ -90,8 +89,8 @@ dump_a, dump_b = dumps[run_a], dumps[run_b]
 
 difference = (metrics.confusion_matrix(dump_b["label"], dump_b["pred"], len(names))
               - metrics.confusion_matrix(dump_a["label"], dump_a["pred"], len(names)))
-st.plotly_chart(charts.confusion_grid(difference, names, f"Confusion matrix of B minus A ({label[run_b]} − "
-                                      f"{label[run_a]})", "images (B − A)", diverging=True), key="cmp_confusion")
+st.plotly_chart(charts.confusion_grid(difference, names, f"Confusion matrix, B − A (B = {label[run_b]}, "
+                                      f"A = {label[run_a]})", "images, B − A", diverging=True), key="cmp_confusion")
 
 a_only, b_only = metrics.prediction_diff(dump_a, dump_b)
 counts = st.columns(2)

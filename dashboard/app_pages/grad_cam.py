@@ -4,7 +4,6 @@ the run's checkpoint: the image and its class-activation overlay side by side.""
 import streamlit as st
 
 from dashboard import data, widgets
-from dashboard.gradcam import DEFAULT_LAYER, LAYERS, METHODS, overlay
 
 MAX_IMAGES = 32
 
@@ -12,7 +11,7 @@ run_id = widgets.focus_run()
 run = data.load_run(run_id) if run_id else None
 if run is None:
     st.stop()
-st.title(f"Grad-CAM · {run.name}")
+st.title(f"Grad-CAM · {data.md(data.run_labels().get(run.id, run.name))}")
 widgets.show_warnings(run.id, run.warnings)
 
 tags = run.checkpoint_tags()
@@ -22,9 +21,9 @@ if not tags:
                icon=":material/warning:")
     st.stop()
 
+METHODS, LAYERS, DEFAULT_LAYER = data.cam_choices()
 cols = st.columns([2, 2, 2, 2, 2])
-tag = cols[0].selectbox("Checkpoint", tags, key="cam_tag", format_func={"final": "final model",
-                                                                        "best": "best epoch"}.get)
+tag = cols[0].selectbox("Checkpoint", tags, key="cam_tag", format_func=data.TAG_LABELS.get)
 method = cols[1].selectbox("Method", list(METHODS), key="cam_method")
 layer = cols[2].selectbox("Target layer", LAYERS, index=LAYERS.index(DEFAULT_LAYER), key="cam_layer")
 target_mode = cols[3].selectbox("Explain the class", ("predicted", "true", "chosen"), key="cam_target")
@@ -51,6 +50,13 @@ except ValueError:
 if not indices:
     st.info("Tick images in the Misclassifications gallery, or type test indices above.")
     st.stop()
+count = run.num_test_images() or 0
+outside = [i for i in indices if not 0 <= i < count]
+if outside:
+    st.error(f"Test indices run from 0 to {count - 1} in this run; "
+             f"{', '.join(map(str, outside[:5]))}{' …' if len(outside) > 5 else ''} "
+             f"{'is' if len(outside) == 1 else 'are'} outside that range.")
+    st.stop()
 if len(indices) > MAX_IMAGES:
     st.warning(f"Showing the first {MAX_IMAGES} of {len(indices)} images.")
     indices = indices[:MAX_IMAGES]
@@ -67,11 +73,15 @@ if st.session_state.get("cam_request") != request:
     st.stop()
 
 try:
-    store = data.cam_store(run.id, tag)
-except Exception as exc:  # a damaged or mismatched checkpoint: say so, keep the page alive
-    st.error(f"The {tag} checkpoint could not be loaded ({exc.__class__.__name__}: {exc}).")
+    with st.spinner("Loading the model (the first time takes a few seconds)…"):
+        store = data.cam_store(run.id, tag)
+except ValueError as exc:  # CheckpointError: a damaged checkpoint or one of another width, said in a line
+    st.error(f"Grad-CAM cannot use this checkpoint: {exc}", icon=":material/error:")
     st.stop()
-with st.spinner("Computing Grad-CAM…"):
+if store is None:
+    st.error("This run lacks the checkpoint or the dataset statistics Grad-CAM needs.")
+    st.stop()
+with st.spinner(f"Computing {len(indices)} Grad-CAM maps…"):
     probs = store.predict(images)
     predicted = probs.argmax(1)
     label_of = {} if dump is None else dict(zip(dump["index"].tolist(), dump["label"].tolist()))
@@ -79,7 +89,6 @@ with st.spinner("Computing Grad-CAM…"):
     wanted = {"predicted": predicted, "true": labels, "chosen": [chosen_class] * len(indices)}[target_mode]
     targets = [int(p if t is None else t) for t, p in zip(wanted, predicted)]  # no label: explain the prediction
     cams = store.cams(images, indices, method, layer, targets)
-st.session_state["cam_result"] = {"request": request, "shape": cams.shape}
 
 per_row = 3
 for start in range(0, len(indices), per_row):
@@ -89,5 +98,5 @@ for start in range(0, len(indices), per_row):
         truth = f"true {names[labels[k]]}, " if labels and labels[k] is not None else ""
         left.image(data.to_png(images[k]), caption=f"#{indices[k]}: {truth}predicted {names[predicted[k]]} "
                    f"({probs[k, predicted[k]]:.0%})", output_format="PNG")
-        right.image(data.to_png(overlay(images[k], cams[k], opacity)),
+        right.image(data.to_png(data.overlay(images[k], cams[k], opacity)),
                     caption=f"{method}, {layer}, class {names[targets[k]]}", output_format="PNG")

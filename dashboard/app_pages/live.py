@@ -1,15 +1,48 @@
-"""Runs still training, refreshed on their own: epoch progress and the curves so far.
-Only files that changed are re-read (the caches key on each file's mtime and size)."""
+"""Runs still training, refreshed on their own: the range test, progress in steps, and the
+curves so far on a fixed step axis. Only files that changed are re-read (dashboard/data.py)."""
 
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, data, widgets
+from dashboard import charts, data, metrics, widgets
 
 st.title("Live")
 controls = st.columns([1, 3])
 auto = controls[0].toggle("Refresh automatically", value=True, key="live_auto")
-every = controls[1].select_slider("Every (seconds)", (2, 5, 10, 30), value=5, key="live_every", disabled=not auto)
+every = controls[1].select_slider("Every (seconds)", (1, 2, 5, 10, 30), value=2, key="live_every",
+                                  disabled=not auto)
+
+
+def show_run(run_id: str) -> None:
+    run = data.load_run(run_id)
+    if run is None:
+        return
+    st.subheader(f"{data.md(data.run_labels().get(run.id, run.name))} · {run.status}")
+    widgets.show_warnings(run.id, run.warnings)
+    planned = run.epochs_planned or 1
+    steps = data.steps(run.id)
+    per_epoch = metrics.steps_per_epoch(run)
+    total = per_epoch * planned if per_epoch else None
+    done = int(steps["step"].iloc[-1]) if len(steps) else int(run.epochs[-1]["step"]) if run.epochs else 0
+    config = run.config or {}
+    if run.status == "running" and not run.lr_finder and config.get("lr") is None and not done:
+        st.info(f"LR range test under way: up to {config.get('lr_finder_iters', '?')} steps with the learning "
+                f"rate rising from {config.get('lr_finder_start', '?')} to {config.get('lr_finder_end', '?')}; "
+                "training starts at the LR it picks.", icon=":material/speed:")
+    fraction = min(done / total, 1.0) if total else min(len(run.epochs) / planned, 1.0)
+    st.progress(fraction, text=f"step {done} of {total or '?'} · epoch {len(run.epochs)} of {planned} done "
+                               f"({fraction:.0%})")
+    if run.epochs:
+        last = run.epochs[-1]
+        figures = st.columns(4)
+        figures[0].metric("Test accuracy", f"{last.get('test_acc', 0):.2%}")
+        figures[1].metric("Train loss", f"{last.get('train_loss', 0):.4f}")
+        figures[2].metric("Seconds per epoch", f"{last.get('seconds', 0):.1f}")
+        figures[3].metric("Images per second", f"{last.get('images_per_s', 0):.0f}")
+    epochs = data.epochs(run)
+    left, right = st.columns(2)
+    left.plotly_chart(charts.live_curves(epochs, steps, "acc", total, per_epoch), key=f"live_acc_{run.id}")
+    right.plotly_chart(charts.live_curves(epochs, steps, "loss", total, per_epoch), key=f"live_loss_{run.id}")
 
 
 @st.fragment(run_every=every if auto else None)
@@ -17,36 +50,10 @@ def live_view() -> None:
     table = data.runs_table()
     running = table[table["status"] == "running"]
     if running.empty:
-        st.info("No run is training now. Start one with `make demo` (or `python -m engine train`) and it "
-                "appears here within a refresh.")
+        st.info("No run is training now. Start one with `make demo` and it appears here within a refresh.")
         running = table.head(1)  # the newest run, so the page still shows something useful
-    for row in running.itertuples():
-        run = data.load_run(row.id)
-        if run is None:
-            continue
-        st.subheader(f"{run.name} · {run.status}")
-        widgets.show_warnings(run.id, run.warnings)
-        planned = int(run.meta.get("epochs_planned") or 0) or 1
-        steps = data.steps(run.id)
-        per_epoch = run.epochs[0].get("step") if run.epochs else None
-        fraction = min(len(run.epochs) / planned, 1.0)
-        if per_epoch and not steps.empty:  # count the steps of the epoch under way too
-            fraction = min(float(steps["step"].iloc[-1]) / (per_epoch * planned), 1.0)
-        st.progress(fraction, text=f"epoch {len(run.epochs)} of {planned} done ({fraction:.0%} of all steps)")
-        if run.epochs:
-            last = run.epochs[-1]
-            figures = st.columns(4)
-            figures[0].metric("Test accuracy", f"{last.get('test_acc', 0):.2%}")
-            figures[1].metric("Train loss", f"{last.get('train_loss', 0):.4f}")
-            figures[2].metric("Seconds per epoch", f"{last.get('seconds', 0):.1f}")
-            figures[3].metric("Images per second", f"{last.get('images_per_s', 0):.0f}")
-        epochs = data.epochs(run)
-        left, right = st.columns(2)
-        if not epochs.empty:
-            left.plotly_chart(charts.training_curves(epochs, "acc"), key=f"live_acc_{run.id}")
-        if not steps.empty or not epochs.empty:
-            right.plotly_chart(charts.training_curves(epochs if not epochs.empty else pd.DataFrame(
-                {"epoch": []}), "loss", steps), key=f"live_loss_{run.id}")
+    for run_id in running["id"]:
+        show_run(run_id)
     st.caption(f"Checked {pd.Timestamp.now():%H:%M:%S}.")
 
 

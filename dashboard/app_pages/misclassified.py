@@ -11,7 +11,7 @@ run_id = widgets.focus_run()
 run = data.load_run(run_id) if run_id else None
 if run is None:
     st.stop()
-st.title(f"Misclassifications · {run.name}")
+st.title(f"Misclassifications · {data.md(data.run_labels().get(run.id, run.name))}")
 
 preset = st.session_state.pop("gallery_preset", None)  # set by a confusion-matrix click
 if preset:
@@ -38,10 +38,17 @@ per_page = cols[4].selectbox("Per page", (12, 24, 48), index=1, key="mis_per_pag
 
 rows = metrics.misclassified(dump, true, pred, confidence, sort)
 wrong = int((dump["label"] != dump["pred"]).sum())
-count_col, note_col = st.columns([1, 4])
+count_col, note_col, link_col = st.columns([1, 3, 2])
 count_col.metric("Matching images", len(rows), help=f"{wrong} of {len(dump['label'])} test images are wrong")
-note_col.caption(f"{wrong} of {len(dump['label'])} test images are misclassified by the {tag} model "
-                 f"({wrong / max(len(dump['label']), 1):.1%}). Tick images to explain them on the Grad-CAM page.")
+note_col.caption(f"{wrong} of {len(dump['label'])} test images are misclassified by the {data.TAG_LABELS[tag]} "
+                 f"model ({wrong / max(len(dump['label']), 1):.1%}). Tick images to explain them on the Grad-CAM page.")
+picked = set(widgets.cam_selection(run.id))
+with link_col:
+    if picked:
+        widgets.page_link("app_pages/grad_cam.py", f"Explain the {len(picked)} ticked image(s) with Grad-CAM",
+                          icon=":material/blur_on:")
+    else:
+        st.caption("Tick images below to explain them with Grad-CAM.")
 if not len(rows):
     st.info("No misclassified image matches these filters.")
     st.stop()
@@ -67,25 +74,18 @@ def enlarge(row: int) -> None:
     right.plotly_chart(charts.probability_bars(dump["probs"][row], names, label, guess), key=f"probs_{index}")
 
 
-picked = set(widgets.cam_selection(run.id))
 columns = 6
 for start in range(0, len(shown), columns):
     cells = st.columns(columns)
     for offset, (cell, row) in enumerate(zip(cells, shown[start:start + columns])):
         index = int(dump["index"][row])
         label, guess = names[int(dump["label"][row])], names[int(dump["pred"][row])]
-        caption = f"#{index}: {label} → {guess} ({dump['confidence'][row]:.0%})"
+        caption = (f"#{index}: {label} → {guess}  \n{dump['confidence'][row]:.0%} sure · "
+                   f"loss {dump['loss'][row]:.2f}")
         if pngs is not None:
-            cell.image(pngs[start + offset], caption=caption, width=data.IMAGE_PX, output_format="PNG")
-        else:
-            cell.write(caption)
-        tick, zoom = cell.columns([3, 2])
-        tick.checkbox("Grad-CAM", value=index in picked, key=f"pick_{run.id}_{index}",
-                      on_change=widgets.toggle_cam_selection, args=(run.id, index),
-                      help="Pick for the Grad-CAM page")
-        if zoom.button("", key=f"zoom_{index}", icon=":material/zoom_in:", help="Enlarge with probabilities"):
+            cell.image(pngs[start + offset], width=data.IMAGE_PX, output_format="PNG")
+        cell.caption(caption)
+        cell.checkbox("Grad-CAM", value=index in picked, key=f"pick_{run.id}_{index}",
+                      on_change=widgets.toggle_cam_selection, args=(run.id, index))
+        if cell.button("", key=f"zoom_{index}", icon=":material/zoom_in:", help="Enlarge with probabilities"):
             enlarge(int(row))
-
-if picked:
-    st.page_link("app_pages/grad_cam.py", label=f"Explain the {len(picked)} picked image(s) with Grad-CAM",
-                 icon=":material/blur_on:")

@@ -11,28 +11,27 @@ run = data.load_run(run_id) if run_id else None
 if run is None:
     st.stop()
 
-st.title(f"Run {run.name}")
-dataset = run.dataset or {}
-st.caption(f"`{run.id}` · {run.status} · dataset {dataset.get('name', '?')} · created {run.meta.get('created')} · "
-           f"{(run.environment or {}).get('device_name', 'device unknown')}")
+st.title(f"Run {data.md(data.run_labels().get(run.id, run.name))}")
+st.caption(f"`{run.id}` · {run.status} · dataset {run.dataset_name or '?'} · created {run.created} · "
+           f"{run.device_name or 'device unknown'}")
 if run.status in ("failed", "interrupted"):
-    st.error(f"The run {run.status}: {run.meta.get('error') or 'no reason recorded'}")
+    st.error(f"The run {run.status}: {run.error or 'no reason recorded'}")
 widgets.show_warnings(run.id, run.warnings)
 
 # ---------------------------------------------------------------- key figures
-best_acc, best_epoch = metrics.best_epoch(run.epochs)
+best_acc, best_epoch = run.best_epoch()
 final_acc = run.epochs[-1].get("test_acc") if run.epochs else None
 reached = metrics.first_epoch_reaching(run.epochs, 0.85)
-params = (run.model_summary or {}).get("total_params")
-used_lr = (run.lr_finder or {}).get("used_lr") or (run.config or {}).get("lr")
+params = run.total_params
+used_lr = run.used_lr
 figures = st.columns(6)
 figures[0].metric("Parameters", f"{params:,}" if params else "—")
 figures[1].metric("Best test accuracy", f"{best_acc:.2%}" if best_acc is not None else "—",
                   help=f"epoch {best_epoch}" if best_epoch else None)
 figures[2].metric("Final test accuracy", f"{final_acc:.2%}" if final_acc is not None else "—")
-figures[3].metric("First epoch at 85%", reached or "not reached")
+figures[3].metric("First epoch at 85%", reached or "—", help=None if reached else "not reached yet")
 figures[4].metric("Max LR", f"{used_lr:.3g}" if used_lr else "—")
-figures[5].metric("Epochs", f"{len(run.epochs)} / {run.meta.get('epochs_planned', '?')}")
+figures[5].metric("Epochs", f"{len(run.epochs)} / {run.epochs_planned or '?'}")
 
 # ---------------------------------------------------------------- curves
 epochs, steps = data.epochs(run), data.steps(run.id)
@@ -53,14 +52,10 @@ else:
 # ---------------------------------------------------------------- config, model, samples
 left, right = st.columns(2)
 with left.expander("Config", expanded=False):
-    st.dataframe(pd.DataFrame({"value": [str(v) for v in (run.config or {}).values()]},
-                              index=list(run.config or {})), height=400)
+    st.dataframe(data.config_table(run), height=400)
 with right.expander("Model summary", expanded=False):
-    summary = run.model_summary or {}
-    st.write(f"{summary.get('total_params', 0):,} parameters, "
-             f"{summary.get('total_mult_adds', 0) / 1e9:.2f} G mult-adds per batch of "
-             f"{(summary.get('input_shape') or ['?'])[0]}")
-    st.dataframe(pd.DataFrame(summary.get("layers") or []), height=400, hide_index=True)
+    text = run.model_summary_text()
+    st.code(text or "No model summary recorded.", language=None)
 
 names = widgets.class_names(run)
 samples = data.train_samples(run.id)
@@ -85,13 +80,15 @@ if dump is not None:
     normalised = st.toggle("Row-normalised (fraction of each true class)", key="cm_normalised")
     counts = metrics.confusion_matrix(dump["label"], dump["pred"], n)
     matrix = metrics.row_normalised(counts) if normalised else counts
-    figure = charts.confusion_grid(matrix, names, "Confusion matrix (click a cell for its images)",
-                                   "fraction" if normalised else "images", percent=normalised)
+    figure = charts.confusion_grid(matrix * 100 if normalised else matrix, names,
+                                   "Confusion matrix (click a cell for its images)",
+                                   "% of the true class" if normalised else "images", percent=normalised)
     event = st.plotly_chart(figure, key="confusion", on_select="rerun", selection_mode="points")
     points = event.selection.points if event else []
-    if points:
-        true, pred = points[0]["customdata"]
-        widgets.open_gallery(true, pred, tag)
+    if points:  # the browser sends customdata as {"0": .., "1": ..}: read the cell's class labels instead
+        cell = points[0]
+        if cell.get("y") in names and cell.get("x") in names:
+            widgets.open_gallery(names.index(cell["y"]), names.index(cell["x"]), tag)
 
     with st.form("cell_picker", border=False):
         cols = st.columns([2, 2, 1])

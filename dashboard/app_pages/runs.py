@@ -7,16 +7,26 @@ from dashboard import data, widgets
 st.title("Runs")
 table = data.runs_table()
 if table.empty:
-    st.info(f"No runs in `{data.runs_root()}`. Train one with `make demo`, or point the dashboard "
-            "elsewhere with `streamlit run dashboard/app.py -- --runs-dir PATH`.")
+    widgets.no_runs_message()
+    st.caption("Train a run with `make demo`, or point the dashboard elsewhere with "
+               "`streamlit run dashboard/app.py -- --runs-dir PATH`.")
     st.stop()
 
+labels = data.run_labels()
 view = table.assign(
+    name=[labels[run_id] for run_id in table["id"]],
     best_test_acc=table["best_test_acc"] * 100,
     final_test_acc=table["final_test_acc"] * 100,
-    created=table["created"].str.replace("T", " ").str.slice(0, 19),
-    warnings=table["warnings"].where(table["warnings"] != "", None),
+    epochs=[f"{done} / {planned if planned else '?'}" for done, planned in zip(table["epochs_done"],
+                                                                               table["epochs_planned"])],
+    status=[f"{status} (damaged)" if damaged else status for status, damaged in zip(table["status"],
+                                                                                       table["damaged"])],
+    created=table["created"].fillna("").str.replace("T", " ").str.slice(0, 16),
 )
+failed = table["error"].notna() & (table["error"].fillna("") != "")
+columns = ["name", "status", "dataset", "epochs", "test_acc_curve", "best_test_acc", "final_test_acc",
+           "duration_s", "created"]
+columns += (["error"] if failed.any() else []) + (["damaged"] if table["damaged"].any() else [])
 
 
 def _pick_rows() -> None:
@@ -32,20 +42,21 @@ st.dataframe(
     on_select=_pick_rows,
     selection_mode="multi-row",
     selection_default={"selection": {"rows": [i for i, run_id in enumerate(view["id"]) if run_id in selected]}},
-    column_order=["name", "status", "error", "dataset", "epochs_done", "epochs_planned", "best_test_acc",
-                  "best_epoch", "final_test_acc", "duration_s", "device", "created", "warnings", "id"],
+    column_order=columns,
     column_config={
-        "name": "name",
+        "name": st.column_config.TextColumn("name", width="medium"),
+        "epochs": st.column_config.TextColumn("epochs", help="done / planned"),
+        "test_acc_curve": st.column_config.LineChartColumn("test acc curve", y_min=0, y_max=100, width="small",
+                                                           help="test accuracy (%) after each epoch"),
+        "best_test_acc": st.column_config.NumberColumn("best acc", format="%.2f%%",
+                                                       help="best test accuracy (earliest epoch on a tie)"),
+        "final_test_acc": st.column_config.NumberColumn("final acc", format="%.2f%%",
+                                                        help="test accuracy after the last epoch"),
+        "duration_s": st.column_config.NumberColumn("time (s)", format="%.0f", help="wall-clock duration"),
+        "created": st.column_config.TextColumn("created (UTC)"),
         "error": st.column_config.TextColumn("error", width="medium"),
-        "epochs_done": st.column_config.NumberColumn("epochs done"),
-        "epochs_planned": st.column_config.NumberColumn("planned"),
-        "best_test_acc": st.column_config.NumberColumn("best test acc", format="%.2f%%"),
-        "best_epoch": st.column_config.NumberColumn("best epoch"),
-        "final_test_acc": st.column_config.NumberColumn("final test acc", format="%.2f%%"),
-        "duration_s": st.column_config.NumberColumn("duration (s)", format="%.0f"),
-        "created": "created (UTC)",
-        "warnings": st.column_config.TextColumn("warnings", width="medium"),
-        "id": "run id",
+        "damaged": st.column_config.TextColumn("damaged files", width="medium",
+                                               help="files that could not be read whole; see the warnings below"),
     },
 )
 st.caption("Tick rows to select runs for the other pages (they also appear in the sidebar and the URL). "
@@ -53,8 +64,11 @@ st.caption("Tick rows to select runs for the other pages (they also appear in th
 
 for row in table.itertuples():
     if row.warnings:
-        st.warning(f"**{row.name}** ({row.id}) is partly unreadable: {row.warnings}", icon=":material/warning:")
+        st.warning(f"**{data.md(labels[row.id])}** ({row.id}) is partly unreadable: {data.md(row.warnings)}",
+                   icon=":material/warning:")
 
 left, right = st.columns(2)
-left.page_link("app_pages/run.py", label="Open the selected run", icon=":material/monitoring:")
-right.page_link("app_pages/compare.py", label="Compare the selected runs", icon=":material/compare_arrows:")
+with left:
+    widgets.page_link("app_pages/run.py", "Open the selected run", icon=":material/monitoring:")
+with right:
+    widgets.page_link("app_pages/compare.py", "Compare the selected runs", icon=":material/compare_arrows:")

@@ -1,4 +1,5 @@
-"""Grad-CAM maps for a run's model, via the grad-cam package. Pure: no Streamlit, no caching.
+"""Grad-CAM maps for a run's checkpoint, via the grad-cam package: the engine can explain its
+models without the dashboard. No Streamlit, no caching (the dashboard caches).
 
 The model is the engine's ResNet18 (stages `layer1`..`layer4`); images arrive raw, uint8
 (N, H, W, 3), and are normalised here the way the engine normalised them for training."""
@@ -7,41 +8,58 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, XGradCAM
-from pytorch_grad_cam.utils.image import show_cam_on_image
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-from engine.data import normalize
-from engine.model import create_model
+if TYPE_CHECKING:  # torch and grad-cam load on first use: listing the choices stays instant
+    import torch
 
+    from engine import runs
+
+# The grad-cam class of each method, imported on first use.
 METHODS = {
-    "GradCAM": GradCAM,
-    "GradCAM++": GradCAMPlusPlus,
-    "EigenCAM": EigenCAM,
-    "LayerCAM": LayerCAM,
-    "XGradCAM": XGradCAM,
-    "HiResCAM": HiResCAM,
+    "GradCAM": "GradCAM",
+    "GradCAM++": "GradCAMPlusPlus",
+    "EigenCAM": "EigenCAM",
+    "LayerCAM": "LayerCAM",
+    "XGradCAM": "XGradCAM",
+    "HiResCAM": "HiResCAM",
 }
 LAYERS = ("layer1", "layer2", "layer3", "layer4")
 DEFAULT_LAYER = "layer3"  # 8x8 at 32x32 input: finer than layer4's 4x4, still class-specific
 
 
 def _normalised_batch(images: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    import torch
+
+    from engine.data import normalize
+
     # A contiguous NCHW copy: a permuted (channels-last) view crashes CPU conv backward at small widths.
     batch = torch.from_numpy(np.array(images, dtype=np.uint8)).permute(0, 3, 1, 2).contiguous()
     return normalize(batch, torch.tensor(mean, dtype=torch.float32), torch.tensor(std, dtype=torch.float32))
 
 
-def load_model(checkpoint: Path, num_classes: int, width: int) -> torch.nn.Module:
-    """The engine's model with a run's checkpoint weights, in eval mode (strict: a mismatch raises)."""
-    from safetensors.torch import load_file
+def load_model(run: runs.Run, tag: str = "final") -> torch.nn.Module:
+    """The run's model with its `tag` checkpoint, in eval mode, through the one checked loader.
+    A checkpoint that does not fit the run's config raises CheckpointError in one short line."""
+    from engine.checkpoint import CheckpointError, load_weights
+    from engine.model import create_model
 
-    model = create_model(num_classes, width)
-    model.load_state_dict(load_file(str(checkpoint)), strict=True)
-    return model.eval()
+    path = run.checkpoint_path(tag)
+    if path is None:
+        raise CheckpointError(f"run {run.id} has no {tag} checkpoint")
+    width, classes = run.width, run.num_classes or len(run.class_names)
+    if not width or not classes:
+        raise CheckpointError(f"run {run.id} records no model width or class count (config.json, dataset.json)")
+    try:
+        return load_weights(create_model(classes, int(width)), Path(path)).eval()
+    except CheckpointError as exc:
+        if "does not fit" not in str(exc):
+            raise
+        raise CheckpointError(f"the {tag} checkpoint does not fit a width-{width} ResNet18 with {classes} classes, "
+                              f"as config.json records: it was saved from a model of another width or class "
+                              f"count, or config.json was edited") from None
 
 
 def compute_cams(model: torch.nn.Module, images: np.ndarray, mean: Sequence[float], std: Sequence[float],
@@ -54,6 +72,9 @@ def compute_cams(model: torch.nn.Module, images: np.ndarray, mean: Sequence[floa
         raise ValueError(f"unknown Grad-CAM method {method!r}; choose one of {', '.join(METHODS)}")
     if layer not in LAYERS:
         raise ValueError(f"unknown layer {layer!r}; choose one of {', '.join(LAYERS)}")
+    import pytorch_grad_cam
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
     x = _normalised_batch(images, mean, std)
     cam_targets = None if targets is None else [ClassifierOutputTarget(int(t)) for t in targets]
     target_layer = getattr(model, layer)
@@ -66,7 +87,7 @@ def compute_cams(model: torch.nn.Module, images: np.ndarray, mean: Sequence[floa
         p.requires_grad_(True)
     try:
         # The context manager removes the hooks it puts on the model, which is shared between sessions.
-        with METHODS[method](model=model, target_layers=[target_layer]) as cam:
+        with getattr(pytorch_grad_cam, METHODS[method])(model=model, target_layers=[target_layer]) as cam:
             maps = cam(input_tensor=x, targets=cam_targets)
     finally:
         for p, flag in trainable:
@@ -76,12 +97,20 @@ def compute_cams(model: torch.nn.Module, images: np.ndarray, mean: Sequence[floa
 
 def overlay(image: np.ndarray, cam: np.ndarray, opacity: float = 0.5) -> np.ndarray:
     """The map as a jet heat map over the image (uint8 H, W, 3); opacity 0 shows the image alone."""
+    from pytorch_grad_cam.utils.image import show_cam_on_image
+
     rgb = image if image.shape[-1] == 3 else np.repeat(image, 3, axis=-1)
     return show_cam_on_image(rgb.astype(np.float32) / 255.0, cam, use_rgb=True, image_weight=1.0 - opacity)
 
 
-def predict(model: torch.nn.Module, images: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    """Class probabilities (N, classes) for uint8 images, for targets and captions."""
-    x = _normalised_batch(images, mean, std)
-    with torch.no_grad():
-        return model(x).softmax(1).numpy()
+def probabilities(model: torch.nn.Module, images: np.ndarray, mean: Sequence[float],
+                  std: Sequence[float]) -> np.ndarray:
+    """Class probabilities (N, classes) for uint8 images, through the engine's one `predict`."""
+    import torch
+
+    from engine.evaluate import predict
+
+    x = torch.from_numpy(np.array(images, dtype=np.uint8)).permute(0, 3, 1, 2).contiguous()
+    dump = predict(model, x, torch.zeros(len(x), dtype=torch.long), torch.tensor(mean, dtype=torch.float32),
+                   torch.tensor(std, dtype=torch.float32), batch_size=256)
+    return dump["probs"]

@@ -1,0 +1,73 @@
+"""The Live page in a real browser while a real tiny run trains in another process, from its LR
+range test through epoch 1 (see tests/test_browser.py for the rest of the suite)."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from bench import screenshots
+from tests.conftest import PROJECT_ROOT, SAMPLE
+from tests.test_browser import FIGURE
+
+pytest.importorskip("playwright.sync_api")
+from playwright.sync_api import expect, sync_playwright  # noqa: E402
+
+pytestmark = [pytest.mark.skipif(not screenshots.CHROMIUM.exists(), reason="/usr/bin/chromium is not installed"),
+              pytest.mark.skipif(not SAMPLE.exists(), reason=f"{SAMPLE} is absent")]
+
+
+def live_figure(page, title: str) -> dict:
+    page.wait_for_function("""t => [...document.querySelectorAll('.js-plotly-plot')].some(
+        el => el._fullLayout &&
+              ((el._fullLayout.title || {}).text || '').replace(/<[^>]+>/g, '').startsWith(t))""", arg=title)
+    for handle in page.locator(".js-plotly-plot").element_handles():
+        fig = page.evaluate(FIGURE, handle)
+        if re.sub(r"<[^>]+>", "", fig["full"]["title"]["text"]).startswith(title):
+            return fig
+    raise AssertionError(title)
+
+
+def test_live_page_follows_a_run_from_its_range_test_through_epoch_one(tmp_path):
+    root = tmp_path / "runs"
+    root.mkdir()
+    command = [sys.executable, "-m", "engine", "train", "--dataset", f"npz:{SAMPLE}", "--name", "live",
+               "--runs-dir", str(root), "--width", "8", "--epochs", "2", "--batch-size", "16",
+               "--train-subset", "2048", "--test-subset", "128", "--lr-finder-iters", "400",
+               "--step-log-every", "4", "--threads", "1"]
+    with screenshots.dashboard(root) as url, sync_playwright() as playwright:
+        browser = screenshots.launch(playwright)
+        page = screenshots.new_page(browser, 1400, 2000)
+        screenshots.open_page(page, url, "live")
+        expect(page.get_by_text("No run is training now")).to_be_visible()
+        trainer = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            # the range test: the page says so before any training step is logged
+            expect(page.get_by_text("LR range test under way")).to_be_visible(timeout=180_000)
+            # epoch 1 under way: the bar has moved and says how many steps of the planned total are done
+            progress = page.get_by_test_id("stProgress")
+            expect(progress).to_contain_text(re.compile(r"step [1-9]\d* of \d+ · epoch 0 of 2"), timeout=180_000)
+            total = int(re.search(r"of (\d+) ·", progress.inner_text())[1])
+            assert int(progress.get_by_role("progressbar").get_attribute("aria-valuenow")) > 0
+            loss = live_figure(page, "Loss so far")
+            assert loss["full"]["xaxis"]["range"] == [0, total]
+            assert "step" in loss["full"]["xaxis"]["title"]["text"]
+            assert loss["data"] and all(trace.get("name") for trace in loss["data"])
+            # after epoch 1: the axis keeps its range, the epoch's points are drawn inside it
+            expect(progress).to_contain_text("epoch 1 of 2", timeout=300_000)
+            page.wait_for_function("""() => [...document.querySelectorAll('.js-plotly-plot')].some(
+                el => (el._fullData || []).some(t => (t.name || '').includes('end of epoch')))""", timeout=120_000)
+            loss = live_figure(page, "Loss so far")
+            assert loss["full"]["xaxis"]["range"] == [0, total]
+            ends = [t for t in loss["data"] if "end of epoch" in t["name"]]
+            assert ends and all(0 < x <= total for t in ends for x in t["x"])
+            assert not page.get_by_test_id("stException").count()
+            screenshots.full_screenshot(page, PROJECT_ROOT / "tests" / "artifacts" / "live_training.png")
+        finally:
+            trainer.send_signal(signal.SIGTERM)
+            trainer.wait(timeout=60)
+            browser.close()
