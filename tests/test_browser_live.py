@@ -59,8 +59,10 @@ def test_live_page_follows_a_run_from_its_range_test_through_epoch_one(tmp_path)
             assert loss["data"] and all(trace.get("name") for trace in loss["data"])
             # after epoch 1: the axis keeps its range, the epoch's points are drawn inside it
             expect(progress).to_contain_text("epoch 1 of 2", timeout=300_000)
+            # both charts redraw on each refresh: wait on the loss chart itself, not on any chart
             page.wait_for_function("""() => [...document.querySelectorAll('.js-plotly-plot')].some(
-                el => (el._fullData || []).some(t => (t.name || '').includes('end of epoch')))""", timeout=120_000)
+                el => el._fullLayout && ((el._fullLayout.title || {}).text || '').includes('Loss so far') &&
+                      (el._fullData || []).some(t => (t.name || '').includes('end of epoch')))""", timeout=120_000)
             loss = live_figure(page, "Loss so far")
             assert loss["full"]["xaxis"]["range"] == [0, total]
             ends = [t for t in loss["data"] if "end of epoch" in t["name"]]
