@@ -66,29 +66,65 @@ def launch(playwright):
         "--disable-extensions", "--no-first-run"])
 
 
-IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
-# Counts the script runs that have ended (the state leaving "running"), so a caller can wait for
-# the rerun its own click caused rather than for a state the page may already be in.
+# Counts script runs two ways, because each alone can miss one. The server's ForwardMsg carrying
+# `script_finished` (field 6, a varint; 2 means "stopped early for a rerun", another run follows) is
+# counted as it arrives, so no run is missed; but it arrives before the page has drawn the run. The
+# app's `data-test-script-state` leaving "running" shows the run drawn, but on a busy machine React
+# may draw "running" and "notRunning" in one commit, and that run leaves no trace in the DOM. So a
+# run is drawn when its finish message has come and then either the DOM shows a run ending, or the
+# page stays idle and drawn for a few frames in a row.
 COUNT_RUNS = """
-window.__scriptRunsDone = 0;
+window.__runsFinished = 0; window.__runsEndedInDom = 0; window.__endedInDomAtFinish = 0; window.__idleFrames = 0;
+const finishStatus = bytes => {
+  let at = 0;
+  const varint = () => { let value = 0, scale = 1;
+    while (at < bytes.length) { const b = bytes[at++]; value += (b & 127) * scale; scale *= 128;
+                                if (b < 128) return value; }
+    return null; };
+  while (at < bytes.length) {
+    const tag = varint(); if (tag === null) return null;
+    const field = Math.floor(tag / 8), wire = tag % 8;
+    if (wire === 0) { const value = varint(); if (field === 6) return value; }
+    else if (wire === 2) { const length = varint(); if (length === null) return null; at += length; }
+    else if (wire === 1) at += 8; else if (wire === 5) at += 4; else return null;
+  }
+  return null;
+};
+const NativeWebSocket = window.WebSocket;
+window.WebSocket = class extends NativeWebSocket {
+  constructor(...args) {
+    super(...args);
+    this.addEventListener('message', event => {
+      if (!(event.data instanceof ArrayBuffer)) return;
+      const status = finishStatus(new Uint8Array(event.data));
+      if (status !== null && status !== 2) {
+        window.__runsFinished += 1; window.__endedInDomAtFinish = window.__runsEndedInDom; window.__idleFrames = 0;
+      }
+    });
+  }
+};
 new MutationObserver(records => {
-  for (const r of records) if (r.oldValue === 'running') window.__scriptRunsDone += 1;
+  for (const r of records) if (r.oldValue === 'running') window.__runsEndedInDom += 1;
 }).observe(document, {subtree: true, attributes: true, attributeOldValue: true,
                       attributeFilter: ['data-test-script-state']});
 """
-# Done: the script run after the n-th has ended, and what lies in the window is drawn (Streamlit
-# draws elements lazily as they scroll into view, showing a skeleton until then; plotly charts
-# stay hidden until plotted).
+# Done (checked once a frame): the run after the n-th has finished and is drawn, the app is idle,
+# and what lies in the window is drawn (Streamlit draws elements lazily as they scroll into view,
+# showing a skeleton until then; plotly charts stay hidden until plotted).
 DONE = """n => {
   const app = document.querySelector("[data-testid='stApp']");
-  if (!(window.__scriptRunsDone > n) || app?.getAttribute('data-test-script-state') !== 'notRunning') return false;
   const inView = e => { const r = e.getBoundingClientRect();
                         return r.width > 0 && r.bottom > 0 && r.top < window.innerHeight; };
-  const pending = [...document.querySelectorAll("[data-testid='stSkeleton']")].filter(inView);
-  const hidden = [...document.querySelectorAll('.js-plotly-plot')].filter(
-      e => inView(e) && (e.style.visibility === 'hidden' || !e._fullLayout));
-  return pending.length === 0 && hidden.length === 0;
+  const idle = window.__runsFinished > n && app?.getAttribute('data-test-script-state') === 'notRunning'
+    && ![...document.querySelectorAll("[data-testid='stSkeleton']")].some(inView)
+    && ![...document.querySelectorAll('.js-plotly-plot')].some(
+         e => inView(e) && (e.style.visibility === 'hidden' || !e._fullLayout));
+  window.__idleFrames = idle ? window.__idleFrames + 1 : 0;
+  return idle && (window.__runsEndedInDom > window.__endedInDomAtFinish || window.__idleFrames >= 5);
 }"""
+STATE = """() => ({finished: window.__runsFinished, endedInDom: window.__runsEndedInDom,
+  state: document.querySelector("[data-testid='stApp']")?.getAttribute('data-test-script-state'),
+  skeletons: document.querySelectorAll("[data-testid='stSkeleton']").length})"""
 
 
 def new_page(browser, width: int = 1400, height: int = 1000):
@@ -99,12 +135,18 @@ def new_page(browser, width: int = 1400, height: int = 1000):
 
 
 def runs_done(page) -> int:
-    return int(page.evaluate("() => window.__scriptRunsDone || 0"))
+    """Script runs the server has finished for this tab so far."""
+    return int(page.evaluate("() => window.__runsFinished || 0"))
 
 
 def wait_until_idle(page, timeout_ms: int = 120_000, after: int = 0) -> None:
     """A page is drawn when the app's script has stopped running after the `after`-th run ended."""
-    page.wait_for_function(DONE, arg=after, timeout=timeout_ms)
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_function(DONE, arg=after, timeout=timeout_ms)
+    except PlaywrightTimeout as error:  # say what the page was doing, for the failure report
+        raise AssertionError(f"no drawn script run after run {after}: {page.evaluate(STATE)}") from error
 
 
 def after_rerun(page, action, timeout_ms: int = 120_000) -> float:
