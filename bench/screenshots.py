@@ -122,6 +122,8 @@ DONE = """n => {
   window.__idleFrames = idle ? window.__idleFrames + 1 : 0;
   return idle && (window.__runsEndedInDom > window.__endedInDomAtFinish || window.__idleFrames >= 5);
 }"""
+SCRIPT_DONE = """n => window.__runsFinished > n &&
+  document.querySelector("[data-testid='stApp']")?.getAttribute('data-test-script-state') === 'notRunning'"""
 STATE = """() => ({finished: window.__runsFinished, endedInDom: window.__runsEndedInDom,
   state: document.querySelector("[data-testid='stApp']")?.getAttribute('data-test-script-state'),
   skeletons: document.querySelectorAll("[data-testid='stSkeleton']").length})"""
@@ -149,20 +151,32 @@ def wait_until_idle(page, timeout_ms: int = 120_000, after: int = 0) -> None:
         raise AssertionError(f"no drawn script run after run {after}: {page.evaluate(STATE)}") from error
 
 
-def after_rerun(page, action, timeout_ms: int = 120_000) -> float:
-    """Do `action` (a click, a key) and wait until the script run it caused has ended; seconds taken."""
+def timed_rerun(page, action, timeout_ms: int = 120_000) -> dict[str, float]:
+    """Do `action` (a click, a key, a page load) and wait for the script run it causes. Seconds to
+    `script`: the run has finished and the app says "notRunning" (Streamlit's own notion of a
+    rendered page); to `drawn`: also everything in the window drawn, plotly charts included."""
     before = runs_done(page)
     start = time.perf_counter()
     action()
+    page.wait_for_function(SCRIPT_DONE, arg=before, timeout=timeout_ms)
+    script = time.perf_counter() - start
     wait_until_idle(page, timeout_ms, after=before)
-    return time.perf_counter() - start
+    return {"script": script, "drawn": time.perf_counter() - start}
+
+
+def after_rerun(page, action, timeout_ms: int = 120_000) -> float:
+    """Do `action` and wait until the script run it caused has ended and is drawn; seconds taken."""
+    return timed_rerun(page, action, timeout_ms)["drawn"]
+
+
+def page_url(url: str, name: str, query: str = "") -> str:
+    return f"{url}/{'' if name == 'runs' else name}?{query}"
 
 
 def open_page(page, url: str, name: str, query: str = "") -> float:
     """Load a page by URL and wait until it is drawn; the seconds that took."""
-    path = "" if name == "runs" else name
     start = time.perf_counter()
-    page.goto(f"{url}/{path}?{query}")
+    page.goto(page_url(url, name, query))
     wait_until_idle(page)
     return time.perf_counter() - start
 

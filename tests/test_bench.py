@@ -62,12 +62,13 @@ def test_an_out_path_in_a_missing_folder_is_refused_before_any_work(tmp_path, ca
 
 
 def test_table_reports_each_page_cold_and_warm_in_the_browser():
-    browser = {"cold_s": {"runs": 2.5, "compare": 2.75}, "warm_s": {"runs": 0.5, "compare": 0.25},
+    browser = {"cold_s": {"runs": {"script": 1.5, "drawn": 2.5}, "compare": {"script": 1.75, "drawn": 2.75}},
+               "warm_s": {"runs": {"script": 0.25, "drawn": 0.5}, "compare": {"script": 0.125, "drawn": 0.25}},
                "filter_change_s": 0.375, "grad_cam_16_s": 1.25, "grad_cam_16_first_s": 4.5}
     table = render({"device": "cpu", "machine": "x", "torch": "t", "total_seconds": 1.0,
                     "dashboard": {"browser": browser}})
     rows = {line.split("|")[1].strip(): line.split("|")[2].strip() for line in table.splitlines()[2:]}
-    assert rows["browser: runs page, cold / warm s"] == "2.50 / 0.50"
-    assert rows["browser: compare page, cold / warm s"] == "2.75 / 0.25"
+    assert rows["browser: runs page, cold / warm s (script, drawn)"] == "1.50, 2.50 / 0.25, 0.50"
+    assert rows["browser: compare page, cold / warm s (script, drawn)"] == "1.75, 2.75 / 0.12, 0.25"
     assert rows["browser: gallery filter change, s"] == "0.38"
     assert rows["browser: Grad-CAM 16 maps, s (first, with model load)"] == "1.25 (4.50)"

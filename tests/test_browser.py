@@ -194,6 +194,16 @@ def test_every_page_renders_with_its_charts_inside_their_plots(page, app, pair, 
     assert_drawn_inside(page)
 
 
+def test_the_run_page_shows_its_config_and_model_summary_on_demand(page, app, pair):
+    run = pair["runs"][0]
+    screenshots.open_page(page, app, "run", pair["query"])
+    main = page.get_by_test_id("stMain")
+    main.get_by_test_id("stExpander").filter(has_text="Model summary").locator("summary").click()
+    expect(main.get_by_test_id("stText")).to_contain_text(f"Total params: {run.total_params:,}")
+    main.get_by_test_id("stExpander").filter(has_text="Config").locator("summary").click()
+    expect(main.get_by_test_id("stDataFrame")).to_be_visible()
+
+
 # ---------------------------------------------------------------- defects 1 and 2: cell clicks, selection
 
 

@@ -55,7 +55,7 @@ with left.expander("Config", expanded=False):
     st.dataframe(data.config_table(run), height=400)
 with right.expander("Model summary", expanded=False):
     text = run.model_summary_text()
-    st.code(text or "No model summary recorded.", language=None)
+    st.text(text or "No model summary recorded.")
 
 names = widgets.class_names(run)
 samples = data.train_samples(run.id)
