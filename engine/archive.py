@@ -11,6 +11,7 @@ folder and renamed into place all together; a run whose id is taken lands under 
 from __future__ import annotations
 
 import lzma
+import os
 import tarfile
 import tempfile
 import zlib
@@ -169,7 +170,7 @@ def _select(members: list[tarfile.TarInfo]) -> tuple[list[tarfile.TarInfo], list
 def _fresh_id(run_id: str, runs_dir: Path, taken: set[str]) -> str:
     """The run's own id, or a new one with the same name part when that id is already taken."""
     fresh = run_id
-    while (runs_dir / fresh).exists() or fresh in taken:
+    while os.path.lexists(runs_dir / fresh) or fresh in taken:  # a dangling link takes its name too
         fresh = runs.new_run_id(runs.run_id_suffix(run_id))
     return fresh
 
@@ -212,7 +213,11 @@ def _place(tar: tarfile.TarFile, chosen: list[tarfile.TarInfo], tops: list[str],
                     staged = Path(staging, top)
                     target = runs_dir / _fresh_id(top, runs_dir, taken)
                     taken.add(target.name)
-                    staged.rename(target)
+                    try:
+                        staged.rename(target)
+                    except OSError as exc:
+                        raise ArchiveError(f"moving run {top} into {runs.printable(runs_dir)} failed "
+                                           f"({exc.strerror or exc})") from None
                     moved.append((target, staged))
             except BaseException:
                 for target, staged in reversed(moved):

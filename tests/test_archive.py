@@ -197,6 +197,54 @@ def test_a_runs_folder_packed_with_tar_dot_imports_every_run(runs_dir, tmp_path,
     assert code == 0 and len(list(target.iterdir())) == 2 * len(ids)
 
 
+def packed_runs(runs_dir: Path, tmp_path: Path) -> Path:
+    """Every run of `runs_dir` in one archive, as `tar -C runs -czf all.tar.gz .` would pack them."""
+    archive = tmp_path / "all.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(runs_dir, arcname=".", filter=lambda m: None if m.name.endswith(runs.LOCK_FILE) else m)
+    return archive
+
+
+def test_a_failure_while_moving_runs_into_place_undoes_the_runs_already_moved(runs_dir, tmp_path, capsys,
+                                                                              monkeypatch):
+    """The disk fails on the second run's rename (the OS, simulated: the rename itself): the first
+    run, already in place, goes back, and the runs folder is exactly as it was."""
+    archive = packed_runs(runs_dir, tmp_path)
+    target = tmp_path / "runs"
+    target.mkdir()
+    (target / "20240101-000000-000000-mine").mkdir()
+    (target / "20240101-000000-000000-mine" / "run.json").write_text("{}")
+    before = tree(target), listing(target)
+    renames = []
+    real_rename = Path.rename
+
+    def failing_rename(self, destination):
+        renames.append(destination)
+        if len(renames) == 2:  # the first run is in place by now
+            raise OSError(5, "Input/output error")
+        return real_rename(self, destination)
+
+    monkeypatch.setattr(Path, "rename", failing_rename)
+    code, out, err = import_cli(archive, target, capsys)
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert "moving run" in err and "Input/output error" in err and "nothing was written" in err, err
+    assert len(renames) >= 3  # the first run was moved, and moved back
+    assert (tree(target), listing(target)) == before
+
+
+def test_a_dangling_link_in_the_runs_folder_is_a_taken_id(runs_dir, tmp_path, capsys):
+    archive = packed_runs(runs_dir, tmp_path)
+    ids = sorted(p.name for p in runs_dir.iterdir() if p.is_dir())
+    target = tmp_path / "runs"
+    target.mkdir()
+    (target / ids[0]).symlink_to(tmp_path / "gone")
+    code, _, err = import_cli(archive, target, capsys)
+    assert code == 0, err
+    assert (target / ids[0]).is_symlink() and not (target / ids[0]).exists()  # left as it was
+    imported = sorted(p.name for p in target.iterdir() if p.name != ids[0])
+    assert len(imported) == len(ids) and ids[0] not in imported
+
+
 def test_an_import_never_overwrites_and_keeps_the_name(shared, tmp_path, capsys):
     archive, files = shared
     target = tmp_path / "runs"
