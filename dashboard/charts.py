@@ -92,6 +92,18 @@ def lr_finder_curve(lr_finder: Mapping) -> go.Figure:
     return _layout(fig, "LR range test", "learning rate (log scale)", "training loss (cross-entropy)")
 
 
+def lr_finder_progress(rows: pd.DataFrame, start_lr: float | None, end_lr: float | None) -> go.Figure:
+    """The range test while it runs: raw loss against LR, the log axis fixed to the whole sweep
+    (a little wider, so the end points sit inside it) so the curve grows from the left."""
+    fig = go.Figure(go.Scatter(x=rows["lr"], y=rows["loss"], mode="lines+markers", name="loss at each step",
+                               line=dict(color=run_colour(0), width=1), marker=dict(size=3)))
+    fig.update_xaxes(type="log")
+    if start_lr and end_lr and 0 < start_lr < end_lr:
+        fig.update_xaxes(range=[np.log10(start_lr) - 0.1, np.log10(end_lr) + 0.1], autorange=False)
+    return _layout(fig, "LR range test so far", "learning rate (log scale)", "loss (raw cross-entropy)",
+                   showlegend=True)
+
+
 def per_class_accuracy(table: pd.DataFrame) -> go.Figure:
     """Grouped bars: one group per class, one bar per run (columns of `table`, index = classes).
 

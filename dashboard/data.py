@@ -129,6 +129,20 @@ def steps(run_id: str) -> pd.DataFrame:
     return _steps(str(path), _stamps(path, ("steps",)), metrics.steps_per_epoch(run))
 
 
+@st.cache_data(max_entries=100, show_spinner=False)
+def _lr_finder_steps(path: str, stamp: tuple) -> pd.DataFrame:
+    rows, _ = runs.read_lr_finder_steps(Path(path))
+    return pd.DataFrame(rows, columns=["step", "lr", "loss"])
+
+
+def lr_finder_steps(run_id: str) -> pd.DataFrame:
+    """The range test's rows so far (step, lr, loss), re-read only when its file changes."""
+    path = run_path(run_id)
+    if path is None:
+        return pd.DataFrame(columns=["step", "lr", "loss"])
+    return _lr_finder_steps(str(path), _stamps(path, ("lr_finder_steps",)))
+
+
 def config_table(run: runs.Run) -> pd.DataFrame:
     """The run's config as one value per field (text, so mixed types show as written)."""
     config = run.config or {}

@@ -2,13 +2,16 @@
 
 The engine feeds the library through its documented extension point (a `TrainDataLoaderIter`
 subclass), which is also where it counts progress and honours a stop request, and reads the
-outcome from the library's `history`. The library restores the model and optimizer afterwards
-(it caches their state), so training starts from the weights it would have had without the test."""
+outcome from the library's `history`. The same point hands the steps done so far to `on_steps`
+(in batches), so a live page can draw the test as it runs. The library restores the model and
+optimizer afterwards (it caches their state), so training starts from the weights it would have
+had without the test."""
 
 from __future__ import annotations
 
 import contextlib
 import io
+import math
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +26,7 @@ SKIP_START = 10  # the first and last points are noise; torch-lr-finder's plot()
 SKIP_END = 5
 SMOOTH_F = 0.05  # the library's smoothing factor and divergence threshold, passed explicitly
 DIVERGE_TH = 5
+STEPS_EVERY = 10  # steps handed to `on_steps` at a time: one append (and one fsync) per batch, not per step
 
 
 class _RecordingLoss(nn.Module):
@@ -39,18 +43,47 @@ class _RecordingLoss(nn.Module):
         return loss
 
 
-class _Batches(TrainDataLoaderIter):
-    """Endless batches for the library; every batch drawn is one step of our own progress bar
-    and a safe point to stop at."""
+class _StepLog:
+    """Each step's row (`step` from 1, the `lr` it used, its raw `loss` or None when not finite),
+    handed to `on_steps` every STEPS_EVERY steps and at the end. The lr is read from the
+    optimizer when the step's batch is drawn (the library sets it after each step); the loss
+    is the recorder's entry for that step."""
 
-    def __init__(self, batches, bar: tqdm, check_stop: Callable[[], None] | None):
+    def __init__(self, optimizer: torch.optim.Optimizer, recorder: _RecordingLoss,
+                 on_steps: Callable[[list[dict]], None]):
+        self.optimizer, self.recorder, self.on_steps = optimizer, recorder, on_steps
+        self.lrs: list[float] = []
+        self.sent = 0
+
+    def drawn(self) -> None:
+        self.lrs.append(float(self.optimizer.param_groups[0]["lr"]))
+        if len(self.lrs) - 1 - self.sent >= STEPS_EVERY:  # the steps before this one are done
+            self.flush(len(self.lrs) - 1)
+
+    def flush(self, done: int) -> None:
+        """Hand over the rows of steps sent+1..done (one device sync for the batch)."""
+        if done <= self.sent:
+            return
+        losses = torch.stack(self.recorder.raw[self.sent:done]).float().cpu().tolist()
+        self.on_steps([{"step": i + 1, "lr": self.lrs[i], "loss": loss if math.isfinite(loss) else None}
+                       for i, loss in zip(range(self.sent, done), losses)])
+        self.sent = done
+
+
+class _Batches(TrainDataLoaderIter):
+    """Endless batches for the library; every batch drawn is one step of our own progress bar,
+    of the step log, and a safe point to stop at."""
+
+    def __init__(self, batches, bar: tqdm, check_stop: Callable[[], None] | None, log: _StepLog | None):
         super().__init__(batches)
-        self.bar, self.check_stop = bar, check_stop
+        self.bar, self.check_stop, self.log = bar, check_stop, log
 
     def __next__(self):
         if self.check_stop is not None:
             self.check_stop()
         self.bar.update()
+        if self.log is not None:
+            self.log.drawn()
         return super().__next__()
 
 
@@ -93,9 +126,11 @@ def diverged(smoothed: list[float]) -> bool:
 def range_test(model: nn.Module, optimizer: torch.optim.Optimizer, criterion: nn.Module,
                batches, device: torch.device, start_lr: float, end_lr: float, num_iter: int,
                autocast_dtype: torch.dtype | None = None, quiet: bool = False,
-               check_stop: Callable[[], None] | None = None) -> RangeTestResult:
+               check_stop: Callable[[], None] | None = None,
+               on_steps: Callable[[list[dict]], None] | None = None) -> RangeTestResult:
     """Exponential sweep from start_lr to end_lr; returns the curve and its suggestion. The model
-    and optimizer are restored even when `check_stop` raises."""
+    and optimizer are restored even when `check_stop` raises. `on_steps` receives the rows of
+    the steps done so far, a batch at a time, while the test runs (see `_StepLog`)."""
     recorder = _RecordingLoss(criterion)
     amp = {}
     if autocast_dtype is not None:
@@ -107,14 +142,17 @@ def range_test(model: nn.Module, optimizer: torch.optim.Optimizer, criterion: nn
     bar = tqdm(total=num_iter, desc="LR range test", unit="step", leave=False, file=sys.stderr,
                disable=True if quiet else None)
     discarded = io.StringIO()
+    log = _StepLog(optimizer, recorder, on_steps) if on_steps is not None else None
     try:
         with contextlib.redirect_stdout(discarded), contextlib.redirect_stderr(discarded):
-            finder.range_test(_Batches(batches, bar, check_stop), start_lr=start_lr, end_lr=end_lr,
+            finder.range_test(_Batches(batches, bar, check_stop, log), start_lr=start_lr, end_lr=end_lr,
                               num_iter=num_iter, step_mode="exp", smooth_f=SMOOTH_F, diverge_th=DIVERGE_TH)
     finally:
         bar.close()
         finder.reset()
     lrs = [float(v) for v in finder.history["lr"]]
+    if log is not None:  # the last steps (after a divergence, the library draws no further batch)
+        log.flush(len(lrs))
     smoothed = [float(v) for v in finder.history["loss"]]
     raw = [float(v) for v in torch.stack(recorder.raw).cpu()][: len(lrs)]
     index = steepest_descent(lrs, smoothed)

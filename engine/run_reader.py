@@ -37,6 +37,7 @@ DATASET_JSON = "dataset.json"
 MODEL_SUMMARY_JSON = "model_summary.json"
 MODEL_SUMMARY_TXT = "model_summary.txt"
 LR_FINDER_JSON = "lr_finder.json"
+LR_FINDER_STEPS_JSONL = "lr_finder_steps.jsonl"
 EPOCHS_JSONL = "epochs.jsonl"
 STEPS_JSONL = "steps.jsonl"
 TEST_IMAGES_NPY = "test_images.npy"
@@ -55,6 +56,7 @@ TAG_LABELS = {"final": "final epoch", "best": "best epoch"}
 JSON_CAP = 16 * MiB
 EPOCHS_CAP = 64 * MiB
 STEPS_CAP = 256 * MiB
+LR_FINDER_STEPS_CAP = 16 * MiB  # a row is ~60 bytes: room for 250,000 range-test steps
 TEST_IMAGES_CAP = 1024 * MiB  # memory-mapped, never read whole
 TRAIN_SAMPLES_CAP = 64 * MiB
 PREDICTIONS_CAP = 256 * MiB
@@ -62,7 +64,8 @@ PREDICTIONS_CAP = 256 * MiB
 ROLES = {
     "run": RUN_JSON, "config": CONFIG_JSON, "environment": ENVIRONMENT_JSON, "dataset": DATASET_JSON,
     "model_summary": MODEL_SUMMARY_JSON, "model_summary_text": MODEL_SUMMARY_TXT, "lr_finder": LR_FINDER_JSON,
-    "epochs": EPOCHS_JSONL, "steps": STEPS_JSONL, "test_images": TEST_IMAGES_NPY, "train_samples": TRAIN_SAMPLES_NPZ,
+    "lr_finder_steps": LR_FINDER_STEPS_JSONL, "epochs": EPOCHS_JSONL, "steps": STEPS_JSONL,
+    "test_images": TEST_IMAGES_NPY, "train_samples": TRAIN_SAMPLES_NPZ,
     **{f"predictions/{t}": f"{PREDICTIONS_DIR}/{t}.npz" for t in PREDICTION_TAGS},
     **{f"checkpoint/{t}": f"{CHECKPOINTS_DIR}/{t}.safetensors" for t in CHECKPOINT_TAGS},
     "resume_state": f"{CHECKPOINTS_DIR}/{RESUME_STATE}",
@@ -153,7 +156,8 @@ def read_model_summary_text(run_dir: Path) -> tuple[str | None, list[Problem]]:
         return None, [Problem(MODEL_SUMMARY_TXT, "is not UTF-8 text; ignored")]
 
 
-def _read_rows(run_dir: Path, name: str, cap: int, schema: dict, key: str) -> tuple[list[dict], list[Problem]]:
+def _read_rows(run_dir: Path, name: str, cap: int, schema: dict, key: str, required: tuple[str, ...] = ()
+               ) -> tuple[list[dict], list[Problem]]:
     path = Path(run_dir) / name
     if not path.exists():
         return [], []
@@ -161,7 +165,7 @@ def _read_rows(run_dir: Path, name: str, cap: int, schema: dict, key: str) -> tu
         parsed, bad, unfinished = parse_jsonl(read_bytes(path, cap))
     except Unreadable as exc:
         return [], [Problem(name, f"{exc}; ignored")]
-    rows, messages = check.rows(parsed, schema, key)
+    rows, messages = check.rows(parsed, schema, key, required)
     problems = [Problem(name, f"{bad} damaged line(s) skipped")] if bad else []
     problems += _found(messages, name)
     if unfinished:  # a live writer's next line, or the cut line of a killed one: both normal
@@ -177,6 +181,13 @@ def read_epochs(run_dir: Path) -> tuple[list[dict], list[Problem]]:
 def read_steps(run_dir: Path) -> tuple[list[dict], list[Problem]]:
     """The per-step rows (the largest JSON file: read on demand)."""
     return _read_rows(run_dir, STEPS_JSONL, STEPS_CAP, check.STEP_ROW, "step")
+
+
+def read_lr_finder_steps(run_dir: Path) -> tuple[list[dict], list[Problem]]:
+    """The range test's progress rows (step, lr, loss), written while it runs; lr_finder.json
+    holds the finished curve."""
+    return _read_rows(run_dir, LR_FINDER_STEPS_JSONL, LR_FINDER_STEPS_CAP, check.LR_FINDER_STEP_ROW, "step",
+                      required=("lr",))
 
 
 def stored_images_shape(run_dir: Path, image_shape: list[int] | None = None

@@ -258,14 +258,20 @@ EPOCH_ROW = {
 STEP_ROW = {"step": integer(1), "epoch": integer(1, 1_000_000), "loss": nullable(number()), "lr": _nonneg}
 
 
-def rows(parsed: list[Any], schema: Mapping[str, Check], key: str) -> tuple[list[dict], list[str]]:
-    """Rows of a JSON-lines file: a row whose `key` is bad or not increasing is dropped; a bad
-    field in an otherwise good row is dropped alone."""
+LR_FINDER_STEP_ROW = {"step": integer(1), "lr": number(above=0), "loss": nullable(number())}
+
+
+def rows(parsed: list[Any], schema: Mapping[str, Check], key: str,
+         required: tuple[str, ...] = ()) -> tuple[list[dict], list[str]]:
+    """Rows of a JSON-lines file: a row whose `key` (or a `required` field) is bad or missing, or
+    whose `key` does not increase, is dropped; a bad optional field in a good row is dropped alone."""
     out, problems, last = [], [], 0
     for number_, row in enumerate(parsed, 1):
         clean, bad = fields(row, schema)
-        if clean is None or key not in clean:
-            problems.append(f"line {number_} dropped ({bad[0] if bad else f'no {key}'})")
+        lacking = [k for k in (key, *required) if clean is None or k not in clean]
+        if lacking:
+            why = next((b for b in bad if b.startswith(shown(lacking[0]))), bad[0] if bad else f"no {lacking[0]}")
+            problems.append(f"line {number_} dropped ({why})")
             continue
         if clean[key] <= last:
             problems.append(f"line {number_} dropped ({key} {clean[key]} does not follow {last})")

@@ -28,6 +28,7 @@ from engine.run_reader import (
     EPOCHS_JSONL,
     LOCK_FILE,
     LR_FINDER_JSON,
+    LR_FINDER_STEPS_JSONL,
     MODEL_SUMMARY_JSON,
     MODEL_SUMMARY_TXT,
     PREDICTION_TAGS,
@@ -183,6 +184,11 @@ class RunWriter:
 
     def write_lr_finder(self, result: dict) -> None:
         atomic_write_json(self.path / LR_FINDER_JSON, result)
+
+    def append_lr_finder_steps(self, rows: list[dict]) -> None:
+        """Range-test progress rows (step, lr, loss), appended while the test runs; the final
+        curve is lr_finder.json."""
+        append_jsonl(self.path / LR_FINDER_STEPS_JSONL, rows)
 
     def write_test_images(self, images: np.ndarray) -> None:
         """Raw uint8 (N, H, W, C) test images in dump order, so a run shows them without its dataset."""

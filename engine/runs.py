@@ -30,6 +30,7 @@ from engine.run_reader import (
     EPOCHS_JSONL,
     LOCK_FILE,
     LR_FINDER_JSON,
+    LR_FINDER_STEPS_JSONL,
     MODEL_SUMMARY_JSON,
     MODEL_SUMMARY_TXT,
     PREDICTION_TAGS,
@@ -51,6 +52,7 @@ from engine.run_reader import (
     read_environment,
     read_epochs,
     read_lr_finder,
+    read_lr_finder_steps,
     read_meta,
     read_model_summary,
     read_model_summary_text,
@@ -65,14 +67,14 @@ from engine.run_writer import FORMAT_VERSION, RunFormatError, RunWriter, new_run
 
 __all__ = [  # the run format's public names; callers import them from here
     "CHECKPOINT_TAGS", "CHECKPOINTS_DIR", "CONFIG_JSON", "DATASET_JSON", "ENVIRONMENT_JSON", "EPOCHS_JSONL",
-    "FORMAT_VERSION", "LOAD_ROLES", "LOCK_FILE", "LR_FINDER_JSON", "MODEL_SUMMARY_JSON", "MODEL_SUMMARY_TXT",
-    "PREDICTION_KEYS", "PREDICTION_TAGS", "PREDICTIONS_DIR", "RESUME_STATE", "ROLES", "RUN_ID_PATTERN", "RUN_JSON",
-    "STATUSES", "STEPS_JSONL", "TAG_LABELS", "TEST_IMAGES_NPY", "TRAIN_SAMPLES_NPZ", "Problem", "Run",
-    "RunFormatError", "RunWriter", "best_epoch", "file_stamps", "is_run_id", "list_runs",
-    "load_run", "new_run_id", "parse_run_id", "part_stamp", "printable", "read_config", "read_dataset",
-    "read_environment", "read_epochs", "read_lr_finder", "read_meta", "read_model_summary", "read_model_summary_text",
-    "read_predictions", "read_steps", "read_test_images", "read_train_samples", "resolve_run_dir", "run_dirs",
-    "run_id_suffix", "run_stamp", "short_id", "slugify", "writer_alive",
+    "FORMAT_VERSION", "LOAD_ROLES", "LOCK_FILE", "LR_FINDER_JSON", "LR_FINDER_STEPS_JSONL", "MODEL_SUMMARY_JSON",
+    "MODEL_SUMMARY_TXT", "PREDICTION_KEYS", "PREDICTION_TAGS", "PREDICTIONS_DIR", "RESUME_STATE", "ROLES",
+    "RUN_ID_PATTERN", "RUN_JSON", "STATUSES", "STEPS_JSONL", "TAG_LABELS", "TEST_IMAGES_NPY", "TRAIN_SAMPLES_NPZ",
+    "Problem", "Run", "RunFormatError", "RunWriter", "best_epoch", "file_stamps", "is_run_id", "list_runs", "load_run",
+    "new_run_id", "parse_run_id", "part_stamp", "printable", "read_config", "read_dataset", "read_environment",
+    "read_epochs", "read_lr_finder", "read_lr_finder_steps", "read_meta", "read_model_summary",
+    "read_model_summary_text", "read_predictions", "read_steps", "read_test_images", "read_train_samples",
+    "resolve_run_dir", "run_dirs", "run_id_suffix", "run_stamp", "short_id", "slugify", "writer_alive",
 ]
 
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")  # use fullmatch; \Z refuses "id\n"
@@ -280,6 +282,12 @@ class Run:
 
     def steps(self) -> list[dict]:
         rows, problems = read_steps(self.path)
+        self._note(problems)
+        return rows
+
+    def lr_finder_steps(self) -> list[dict]:
+        """The range test's rows so far (while it runs; `lr_finder` is the finished curve)."""
+        rows, problems = read_lr_finder_steps(self.path)
         self._note(problems)
         return rows
 

@@ -252,7 +252,8 @@ def _find_max_lr(config: TrainConfig, model: torch.nn.Module, optimizer: torch.o
         batches = TrainBatches(batches.images, batches.labels, config, batches.mean, batches.std)
         result = range_test(model, optimizer, criterion, batches, device, config.lr_finder_start,
                             config.lr_finder_end, config.lr_finder_iters, amp_dtype, quiet,
-                            check_stop=None if world.active else stop.check)
+                            check_stop=None if world.active else stop.check,
+                            on_steps=writer.append_lr_finder_steps if writer is not None else None)
         suggestion = result.suggestion
         if writer is not None:
             writer.write_lr_finder({**result.to_dict(), "used_lr": suggestion, "start_lr": config.lr_finder_start,

@@ -11,8 +11,10 @@ import sys
 import pytest
 
 from bench import screenshots
+from engine import runs
 from tests.conftest import PROJECT_ROOT, SAMPLE
 from tests.test_browser import FIGURE
+from tests.test_reliability import steps_written, wait_for
 
 pytest.importorskip("playwright.sync_api")
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
@@ -46,10 +48,26 @@ def test_live_page_follows_a_run_from_its_range_test_through_epoch_one(tmp_path)
         expect(page.get_by_text("No run is training now")).to_be_visible()
         trainer = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
-            # the range test: the page says so before any training step is logged
+            # the range test: the page says so before any training step is logged, counts its steps
+            # and draws the loss against the learning rate so far, inside a log axis. The trainer is
+            # frozen once range-test rows are on disk, so the page is checked mid-test however slow it is.
+            wait_for(lambda: steps_written(root, runs.LR_FINDER_STEPS_JSONL) > 0, proc=trainer)
+            trainer.send_signal(signal.SIGSTOP)
             expect(page.get_by_text("LR range test under way")).to_be_visible(timeout=180_000)
-            # epoch 1 under way: the bar has moved and says how many steps of the planned total are done
             progress = page.get_by_test_id("stProgress")
+            expect(progress).to_contain_text(re.compile(r"LR range test: step [1-9]\d* of 400"), timeout=180_000)
+            assert int(progress.get_by_role("progressbar").get_attribute("aria-valuenow")) > 0
+            sweep = live_figure(page, "LR range test so far")
+            x_axis, y_axis = sweep["full"]["xaxis"], sweep["full"]["yaxis"]
+            assert x_axis["type"] == "log" and "learning rate" in x_axis["title"]["text"]
+            assert "loss" in y_axis["title"]["text"]
+            points = [(x, y) for t in sweep["data"] for x, y in zip(t["x"], t["y"]) if y is not None]
+            assert points and all(t.get("name") for t in sweep["data"])
+            assert all(10 ** x_axis["range"][0] <= x <= 10 ** x_axis["range"][1] for x, _ in points)
+            assert all(min(y_axis["range"]) <= y <= max(y_axis["range"]) for _, y in points)
+            assert min(x for x, _ in points) == pytest.approx(1e-6)  # the sweep starts at lr_finder_start
+            trainer.send_signal(signal.SIGCONT)
+            # epoch 1 under way: the bar has moved and says how many steps of the planned total are done
             expect(progress).to_contain_text(re.compile(r"step [1-9]\d* of \d+ · epoch 0 of 2"), timeout=180_000)
             total = int(re.search(r"of (\d+) ·", progress.inner_text())[1])
             assert int(progress.get_by_role("progressbar").get_attribute("aria-valuenow")) > 0
@@ -70,6 +88,7 @@ def test_live_page_follows_a_run_from_its_range_test_through_epoch_one(tmp_path)
             assert not page.get_by_test_id("stException").count()
             screenshots.full_screenshot(page, PROJECT_ROOT / "tests" / "artifacts" / "live_training.png")
         finally:
+            trainer.send_signal(signal.SIGCONT)
             trainer.send_signal(signal.SIGTERM)
             trainer.wait(timeout=60)
             browser.close()

@@ -13,7 +13,7 @@ from engine.config import build_config
 from engine.data import place_on_device, to_device_tensor
 from engine.device import Stopped
 from engine.evaluate import predict
-from engine.lr_finder import DIVERGE_TH, SKIP_END, SKIP_START, SMOOTH_F, range_test
+from engine.lr_finder import DIVERGE_TH, SKIP_END, SKIP_START, SMOOTH_F, STEPS_EVERY, range_test
 from engine.model import create_model
 
 
@@ -75,6 +75,30 @@ def test_range_test_curve_and_suggestion(tiny_run):
     assert curve["suggested_lr"] == curve["lr"][curve["suggestion_index"]]
 
 
+def test_the_range_test_logs_each_step_as_it_runs(tiny_run):
+    """lr_finder_steps.jsonl, written during the test, holds the same numbers as the final curve."""
+    curve = runs.load_run(tiny_run).lr_finder
+    rows, problems = runs.read_lr_finder_steps(tiny_run)
+    assert problems == []
+    n = curve["num_iter"]
+    assert [r["step"] for r in rows] == list(range(1, n + 1))
+    lrs = np.array([r["lr"] for r in rows])
+    assert lrs[0] == pytest.approx(curve["start_lr"]) and lrs[-1] == pytest.approx(curve["end_lr"])
+    assert np.allclose(np.diff(np.log(lrs)), np.log(curve["end_lr"] / curve["start_lr"]) / (n - 1))
+    assert [r["lr"] for r in rows] == curve["lr"]  # the lr each step used, as the library recorded it
+    assert [r["loss"] for r in rows] == curve["loss"]  # one fact, one source: the same raw losses
+
+
+def test_a_run_with_a_fixed_lr_writes_no_range_test_steps(tmp_path, sample):
+    from engine.train import train
+    from tests.conftest import tiny_config
+
+    run_dir = train(tiny_config(tmp_path, lr=0.05, epochs=1, batch_size=8, train_subset=64, test_subset=32),
+                    data=sample, quiet=True).run_dir
+    assert (run_dir / runs.EPOCHS_JSONL).is_file()
+    assert not (run_dir / runs.LR_FINDER_STEPS_JSONL).exists() and not (run_dir / runs.LR_FINDER_JSON).exists()
+
+
 def finder_parts(sample, width: int = 4):
     torch.manual_seed(0)
     config = build_config({"dataset": "cifar10", "batch_size": 32, "width": width})
@@ -88,8 +112,13 @@ def test_range_test_sweeps_geometrically_and_suggests_the_steepest_descent(sampl
     model, optimizer, batches = finder_parts(sample)
     model_before, optimizer_before = copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict())
     n, start, end = 30, 1e-4, 0.05
+    handed: list[list[dict]] = []
     result = range_test(model, optimizer, torch.nn.CrossEntropyLoss(), batches, torch.device("cpu"), start, end, n,
-                        quiet=True)
+                        quiet=True, on_steps=handed.append)
+    assert [len(rows) for rows in handed] == [STEPS_EVERY] * (n // STEPS_EVERY)  # in batches, not per step
+    rows = [row for batch in handed for row in batch]
+    assert rows == [{"step": i + 1, "lr": lr, "loss": loss} for i, (lr, loss) in enumerate(zip(result.lrs,
+                                                                                                result.losses))]
     lrs, raw, smoothed = np.array(result.lrs), np.array(result.losses), np.array(result.smoothed)
     assert len(lrs) == len(raw) == len(smoothed) == n and not result.diverged
     assert lrs[0] == pytest.approx(start) and lrs[-1] == pytest.approx(end)
@@ -109,9 +138,14 @@ def test_range_test_sweeps_geometrically_and_suggests_the_steepest_descent(sampl
 
 def test_range_test_reports_divergence_from_the_losses(sample):
     model, optimizer, batches = finder_parts(sample)
+    handed: list[list[dict]] = []
     result = range_test(model, optimizer, torch.nn.CrossEntropyLoss(), batches, torch.device("cpu"), 1e-3, 1e4, 60,
-                        quiet=True)
+                        quiet=True, on_steps=handed.append)
     assert result.diverged and len(result.lrs) < 60  # the library stopped early
+    rows = [row for batch in handed for row in batch]  # every step done is logged, the last one too
+    assert [r["step"] for r in rows] == list(range(1, len(result.lrs) + 1))
+    assert [r["lr"] for r in rows] == result.lrs
+    assert [r["loss"] for r in rows] == [v if np.isfinite(v) else None for v in result.losses]
     assert result.smoothed[-1] > DIVERGE_TH * min(result.smoothed)
     assert all(s <= DIVERGE_TH * min(result.smoothed[:i + 1]) for i, s in enumerate(result.smoothed[:-1]))
 

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from engine import runs
 from engine.config import TrainConfig
-from engine.run_validate import EPOCH_ROW, STATUSES, STEP_ROW
+from engine.run_validate import EPOCH_ROW, LR_FINDER_STEP_ROW, STATUSES, STEP_ROW
 from engine.safe_io import atomic_write_json
 
 CLASSES = ["cat", "dog", "ship"]
@@ -45,6 +45,8 @@ def make_run(root: Path, name: str = "synthetic") -> Path:
     writer.write_lr_finder({"lr": [1e-3, 1e-2, 1e-1], "loss": [2.3, 2.0, 2.5], "smoothed_loss": [2.3, 2.1, 2.2],
                             "suggested_lr": 1e-2, "suggestion_index": 1, "method": "steepest", "diverged": False,
                             "used_lr": 1e-2, "start_lr": 1e-3, "end_lr": 1e-1, "num_iter": 3})
+    writer.append_lr_finder_steps([{"step": 1, "lr": 1e-3, "loss": 2.3}, {"step": 2, "lr": 1e-2, "loss": 2.0}])
+    writer.append_lr_finder_steps([{"step": 3, "lr": 1e-1, "loss": 2.5}])
     writer.write_test_images(rng.integers(0, 256, (N_TEST, 32, 32, 3), dtype=np.uint8))
     samples = rng.integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
     writer.write_train_samples(samples, samples[::-1].copy(), np.array([0, 1, 2, 0]))
@@ -84,6 +86,8 @@ def read_everything(run_dir: Path) -> runs.Run:
                  "width", "total_params", "used_lr", "damaged", "warnings"):
         getattr(run, name)
     run.best_epoch(), run.train_seconds(), run.duration_seconds(), run.steps(), run.model_summary_text()
+    for row in run.lr_finder_steps():
+        assert type(row["step"]) is int and row["step"] >= 1 and type(row["lr"]) is float and row["lr"] > 0
     for tag in runs.PREDICTION_TAGS:
         dump = run.predictions(tag)
         if dump is not None:
@@ -205,28 +209,46 @@ def test_the_examples_from_the_issue_are_warnings_naming_their_files(template):
 row_values = json_values | st.floats(min_value=-10, max_value=10) | st.integers(min_value=-3, max_value=30)
 
 
-@pytest.mark.parametrize("file", [runs.EPOCHS_JSONL, runs.STEPS_JSONL])
+ROW_FILES = {runs.EPOCHS_JSONL: (EPOCH_ROW, "epoch", lambda run: run.epochs),
+             runs.STEPS_JSONL: (STEP_ROW, "step", lambda run: run.steps()),
+             runs.LR_FINDER_STEPS_JSONL: (LR_FINDER_STEP_ROW, "step", lambda run: run.lr_finder_steps())}
+
+
+@pytest.mark.parametrize("file", list(ROW_FILES))
 @EXAMPLES
 @given(data=st.data())
 def test_any_rows_give_checked_rows_and_every_dropped_row_or_field_is_reported(template, file, data):
-    keys = sorted(EPOCH_ROW if file == runs.EPOCHS_JSONL else STEP_ROW) + ["other"]
+    schema, key, read = ROW_FILES[file]
+    keys = sorted(schema) + ["other"]
     rows = data.draw(st.lists(st.dictionaries(st.sampled_from(keys), row_values, max_size=5)
                               | json_values, max_size=6), label="rows")
-    key = "epoch" if file == runs.EPOCHS_JSONL else "step"
     for number, row in enumerate(rows, 1):  # most rows get a sound key, so their other fields are what is tested
         if isinstance(row, dict) and data.draw(st.booleans(), label="sound key"):
             row[key] = number
     run_dir = copy_of(template)
     (run_dir / file).write_text("".join(json.dumps(r) + "\n" for r in rows))
     run = read_everything(run_dir)
-    got = run.epochs if file == runs.EPOCHS_JSONL else run.steps()
-    schema, key = (EPOCH_ROW, "epoch") if file == runs.EPOCHS_JSONL else (STEP_ROW, "step")
+    got = read(run)
     objects = [r for r in rows if isinstance(r, dict)]
     fields_written = sum(len(set(r) & set(schema)) for r in objects)
     if len(objects) < len(rows) or len(got) < len(objects) or sum(map(len, got)) < fields_written:
         assert named(run, file), f"rows of {file} were dropped silently: {rows} -> {got}"
     for row in got:
         check_row(row, key)
+
+
+def test_a_bad_range_test_row_is_dropped_and_named_and_the_rest_kept(template):
+    run_dir = copy_of(template)
+    good = [{"step": 1, "lr": 1e-3, "loss": 2.3}, {"step": 5, "lr": 0.1, "loss": None}]
+    bad = [{"step": 2, "lr": "0.1", "loss": 2.1}, {"step": 3, "lr": -0.01, "loss": 2.0},
+           {"step": 0, "lr": 0.01, "loss": 2.0}]
+    (run_dir / runs.LR_FINDER_STEPS_JSONL).write_text("".join(json.dumps(r) + "\n" for r in [good[0], *bad, good[1]]))
+    run = runs.load_run(run_dir)
+    assert run.lr_finder_steps() == good
+    assert [str(p) for p in run.problems if p.file == runs.LR_FINDER_STEPS_JSONL] == [
+        f"{runs.LR_FINDER_STEPS_JSONL}: line 2 dropped ('lr' is '0.1', not a finite number above 0)",
+        f"{runs.LR_FINDER_STEPS_JSONL}: line 3 dropped ('lr' is -0.01, not a finite number above 0)",
+        f"{runs.LR_FINDER_STEPS_JSONL}: line 4 dropped ('step' is 0, not an integer >= 1)"]
 
 
 # ---------------------------------------------------------------- prediction dumps

@@ -26,12 +26,11 @@ def show_run(run_id: str) -> None:
     done = int(steps["step"].iloc[-1]) if len(steps) else int(run.epochs[-1]["step"]) if run.epochs else 0
     config = run.config or {}
     if run.status == "running" and not run.lr_finder and config.get("lr") is None and not done:
-        st.info(f"LR range test under way: up to {config.get('lr_finder_iters', '?')} steps with the learning "
-                f"rate rising from {config.get('lr_finder_start', '?')} to {config.get('lr_finder_end', '?')}; "
-                "training starts at the LR it picks.", icon=":material/speed:")
-    fraction = min(done / total, 1.0) if total else min(len(run.epochs) / planned, 1.0)
-    st.progress(fraction, text=f"step {done} of {total or '?'} · epoch {len(run.epochs)} of {planned} done "
-                               f"({fraction:.0%})")
+        show_range_test(run.id, config)
+    else:
+        fraction = min(done / total, 1.0) if total else min(len(run.epochs) / planned, 1.0)
+        st.progress(fraction, text=f"step {done} of {total or '?'} · epoch {len(run.epochs)} of {planned} done "
+                                   f"({fraction:.0%})")
     if run.epochs:
         last = run.epochs[-1]
         figures = st.columns(4)
@@ -43,6 +42,20 @@ def show_run(run_id: str) -> None:
     left, right = st.columns(2)
     left.plotly_chart(charts.live_curves(epochs, steps, "acc", total, per_epoch), key=f"live_acc_{run.id}")
     right.plotly_chart(charts.live_curves(epochs, steps, "loss", total, per_epoch), key=f"live_loss_{run.id}")
+
+
+def show_range_test(run_id: str, config: dict) -> None:
+    """The LR range test before training: its progress in steps and the loss-vs-LR curve so far
+    (the steps file is read only while the test runs; lr_finder.json is its result)."""
+    iters, start, end = (config.get(k) for k in ("lr_finder_iters", "lr_finder_start", "lr_finder_end"))
+    st.info(f"LR range test under way: up to {iters or '?'} steps with the learning rate rising from "
+            f"{start or '?'} to {end or '?'}; training starts at the LR it picks.", icon=":material/speed:")
+    rows = data.lr_finder_steps(run_id)
+    step = int(rows["step"].iloc[-1]) if len(rows) else 0
+    fraction = min(step / iters, 1.0) if iters else 0.0
+    st.progress(fraction, text=f"LR range test: step {step} of {iters or '?'} ({fraction:.0%})")
+    if len(rows):
+        st.plotly_chart(charts.lr_finder_progress(rows, start, end), key=f"live_lr_finder_{run_id}")
 
 
 @st.fragment(run_every=every if auto else None)
