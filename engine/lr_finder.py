@@ -13,6 +13,7 @@ import contextlib
 import io
 import math
 import sys
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -138,18 +139,22 @@ def range_test(model: nn.Module, optimizer: torch.optim.Optimizer, criterion: nn
                    grad_scaler=torch.amp.GradScaler(device.type, enabled=False))
     finder = LRFinder(model, optimizer, recorder, device=device, **amp)
     # The library prints notebook hints and draws an unlabelled bar with no off switch; both go to
-    # a discarded buffer, and our own bar (on the real stderr, off when it is not a terminal) counts.
+    # a discarded buffer (Python warnings are caught apart and shown afterwards), and our own bar (on
+    # the real stderr, off when it is not a terminal) counts.
     bar = tqdm(total=num_iter, desc="LR range test", unit="step", leave=False, file=sys.stderr,
                disable=True if quiet else None)
     discarded = io.StringIO()
     log = _StepLog(optimizer, recorder, on_steps) if on_steps is not None else None
     try:
-        with contextlib.redirect_stdout(discarded), contextlib.redirect_stderr(discarded):
-            finder.range_test(_Batches(batches, bar, check_stop, log), start_lr=start_lr, end_lr=end_lr,
-                              num_iter=num_iter, step_mode="exp", smooth_f=SMOOTH_F, diverge_th=DIVERGE_TH)
+        with warnings.catch_warnings(record=True) as caught:  # kept, not lost with the library's output
+            with contextlib.redirect_stdout(discarded), contextlib.redirect_stderr(discarded):
+                finder.range_test(_Batches(batches, bar, check_stop, log), start_lr=start_lr, end_lr=end_lr,
+                                  num_iter=num_iter, step_mode="exp", smooth_f=SMOOTH_F, diverge_th=DIVERGE_TH)
     finally:
         bar.close()
         finder.reset()
+        for warning in caught:  # shown now, on the real stderr (or wherever the caller's filters send them)
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     lrs = [float(v) for v in finder.history["lr"]]
     if log is not None:  # the last steps (after a divergence, the library draws no further batch)
         log.flush(len(lrs))

@@ -2,6 +2,10 @@
 
 import copy
 import json
+import subprocess
+import sys
+import textwrap
+import warnings
 
 import numpy as np
 import pytest
@@ -15,6 +19,7 @@ from engine.device import Stopped
 from engine.evaluate import predict
 from engine.lr_finder import DIVERGE_TH, SKIP_END, SKIP_START, SMOOTH_F, STEPS_EVERY, range_test
 from engine.model import create_model
+from tests.conftest import PROJECT_ROOT
 
 
 def test_a_run_writes_every_file_of_the_format(tiny_run):
@@ -165,6 +170,33 @@ def test_a_stop_request_ends_the_range_test_and_restores_the_model(sample):
                    quiet=True, check_stop=stop_after_four)
     assert len(drawn) == 5
     assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())
+
+
+class WarningLoss(torch.nn.CrossEntropyLoss):
+    """A loss that warns, as user code or a library may during the range test."""
+
+    def forward(self, outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        warnings.warn("the loss saw something odd", RuntimeWarning, stacklevel=2)
+        return super().forward(outputs, labels)
+
+
+def test_a_warning_raised_during_the_range_test_reaches_the_user(sample):
+    """The library's own output is hidden; a Python warning is not lost with it. Run as a user
+    runs it (a plain process, default warning filters), since pytest records warnings itself."""
+    code = textwrap.dedent("""
+        import torch
+        from engine.data import load_npz
+        from engine.lr_finder import range_test
+        from tests.conftest import SAMPLE
+        from tests.test_run import WarningLoss, finder_parts
+        model, optimizer, batches = finder_parts(load_npz(SAMPLE))
+        range_test(model, optimizer, WarningLoss(), batches, torch.device("cpu"), 1e-4, 0.05, 12, quiet=True)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "RuntimeWarning: the loss saw something odd" in done.stderr
+    assert "Learning rate search finished" not in done.stdout + done.stderr  # the library's hint stays hidden
 
 
 def test_onecycle_lr_per_step_has_the_reference_shape(tiny_run):
