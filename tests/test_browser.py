@@ -204,6 +204,16 @@ def test_the_run_page_shows_its_config_and_model_summary_on_demand(page, app, pa
     expect(main.get_by_test_id("stDataFrame")).to_be_visible()
 
 
+def test_every_chart_has_the_short_toolbar(page, app, pair):
+    """Save as PNG, zoom, pan and reset on every chart; plotly's other buttons and logo are left out."""
+    for name, charts in (("run", 5), ("compare", 6), ("live", 2)):
+        screenshots.open_page(page, app, name, pair["query"])
+        toolbars = page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')].map(plot =>
+            [...plot.querySelectorAll('.modebar-btn')].map(b => b.getAttribute('data-title')))""")
+        assert len(toolbars) >= charts, (name, toolbars)
+        assert all(titles == ["Download plot as a PNG", "Zoom", "Pan", "Reset axes"] for titles in toolbars), toolbars
+
+
 # ---------------------------------------------------------------- defects 1 and 2: cell clicks, selection
 
 

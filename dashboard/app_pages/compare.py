@@ -40,10 +40,9 @@ if len(runs) < 2:
 # ---------------------------------------------------------------- curves, one colour per run
 epochs = {label[r]: data.epochs(run) for r, run in runs.items()}
 left, right = st.columns(2)
-left.plotly_chart(charts.compare_curves(epochs, "test_acc", "test accuracy"), key="cmp_test_acc")
-right.plotly_chart(charts.compare_curves(epochs, "test_loss", "test loss"), key="cmp_test_loss")
-left.plotly_chart(charts.compare_curves(epochs, "train_acc", "train accuracy"), key="cmp_train_acc")
-right.plotly_chart(charts.compare_curves(epochs, "train_loss", "train loss"), key="cmp_train_loss")
+for where, column, title in ((left, "test_acc", "test accuracy"), (right, "test_loss", "test loss"),
+                             (left, "train_acc", "train accuracy"), (right, "train_loss", "train loss")):
+    where.plotly_chart(charts.compare_curves(epochs, column, title), config=charts.CONFIG, key=f"cmp_{column}")
 
 # ---------------------------------------------------------------- key figures and config
 st.subheader("Key figures")
@@ -74,7 +73,7 @@ if not dumps:
 names = widgets.class_names(next(iter(runs.values())), next(iter(dumps.values())))
 per_class = pd.DataFrame({label[r]: metrics.per_class_accuracy(d["label"], d["pred"], len(names))
                           for r, d in dumps.items()}, index=names)
-st.plotly_chart(charts.per_class_accuracy(per_class), key="cmp_per_class")
+st.plotly_chart(charts.per_class_accuracy(per_class), config=charts.CONFIG, key="cmp_per_class")
 if len(dumps) < 2:
     st.stop()
 
@@ -89,8 +88,9 @@ dump_a, dump_b = dumps[run_a], dumps[run_b]
 
 difference = (metrics.confusion_matrix(dump_b["label"], dump_b["pred"], len(names))
               - metrics.confusion_matrix(dump_a["label"], dump_a["pred"], len(names)))
-st.plotly_chart(charts.confusion_grid(difference, names, f"Confusion matrix, B − A (B = {label[run_b]}, "
-                                      f"A = {label[run_a]})", "images, B − A", diverging=True), key="cmp_confusion")
+title = f"Confusion matrix, B − A (B = {label[run_b]}, A = {label[run_a]})"
+st.plotly_chart(charts.confusion_grid(difference, names, title, "images, B − A", diverging=True),
+                config=charts.CONFIG, key="cmp_confusion")
 
 a_only, b_only = metrics.prediction_diff(dump_a, dump_b)
 counts = st.columns(2)

@@ -40,8 +40,9 @@ def show_run(run_id: str) -> None:
         figures[3].metric("Images per second", f"{last.get('images_per_s', 0):.0f}")
     epochs = data.epochs(run)
     left, right = st.columns(2)
-    left.plotly_chart(charts.live_curves(epochs, steps, "acc", total, per_epoch), key=f"live_acc_{run.id}")
-    right.plotly_chart(charts.live_curves(epochs, steps, "loss", total, per_epoch), key=f"live_loss_{run.id}")
+    for where, kind in ((left, "acc"), (right, "loss")):
+        where.plotly_chart(charts.live_curves(epochs, steps, kind, total, per_epoch), config=charts.CONFIG,
+                           key=f"live_{kind}_{run.id}")
 
 
 def show_range_test(run_id: str, config: dict) -> None:
@@ -55,7 +56,8 @@ def show_range_test(run_id: str, config: dict) -> None:
     fraction = min(step / iters, 1.0) if iters else 0.0
     st.progress(fraction, text=f"LR range test: step {step} of {iters or '?'} ({fraction:.0%})")
     if len(rows):
-        st.plotly_chart(charts.lr_finder_progress(rows, start, end), key=f"live_lr_finder_{run_id}")
+        st.plotly_chart(charts.lr_finder_progress(rows, start, end), config=charts.CONFIG,
+                        key=f"live_lr_finder_{run_id}")
 
 
 @st.fragment(run_every=every if auto else None)

@@ -71,7 +71,8 @@ def enlarge(row: int) -> None:
         left.image(images[0], output_format="PNG", caption=f"test image #{index}")
     left.write(f"true **{names[label]}**, predicted **{names[guess]}** ({dump['confidence'][row]:.1%}), "
                f"loss {dump['loss'][row]:.3f}")
-    right.plotly_chart(charts.probability_bars(dump["probs"][row], names, label, guess), key=f"probs_{index}")
+    right.plotly_chart(charts.probability_bars(dump["probs"][row], names, label, guess), config=charts.CONFIG,
+                       key=f"probs_{index}")
 
 
 columns = 6

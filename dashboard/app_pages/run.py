@@ -39,13 +39,13 @@ if epochs.empty:
     st.info("No epoch has finished yet.")
 else:
     left, right = st.columns(2)
-    left.plotly_chart(charts.training_curves(epochs, "acc"), key="acc_curve")
-    right.plotly_chart(charts.training_curves(epochs, "loss", steps), key="loss_curve")
+    left.plotly_chart(charts.training_curves(epochs, "acc"), config=charts.CONFIG, key="acc_curve")
+    right.plotly_chart(charts.training_curves(epochs, "loss", steps), config=charts.CONFIG, key="loss_curve")
 left, right = st.columns(2)
 if not steps.empty:
-    left.plotly_chart(charts.lr_schedule(steps), key="lr_schedule")
+    left.plotly_chart(charts.lr_schedule(steps), config=charts.CONFIG, key="lr_schedule")
 if run.lr_finder:
-    right.plotly_chart(charts.lr_finder_curve(run.lr_finder), key="lr_finder")
+    right.plotly_chart(charts.lr_finder_curve(run.lr_finder), config=charts.CONFIG, key="lr_finder")
 else:
     right.info("No LR range test recorded: a fixed max LR was given with --lr, or the test has not finished.")
 
@@ -75,7 +75,8 @@ if dump is not None:
     names = widgets.class_names(run, dump)
     n = len(names)
     per_class = metrics.per_class_accuracy(dump["label"], dump["pred"], n)
-    st.plotly_chart(charts.per_class_accuracy(pd.DataFrame({run.name: per_class}, index=names)), key="per_class")
+    st.plotly_chart(charts.per_class_accuracy(pd.DataFrame({run.name: per_class}, index=names)),
+                    config=charts.CONFIG, key="per_class")
 
     normalised = st.toggle("Row-normalised (fraction of each true class)", key="cm_normalised")
     counts = metrics.confusion_matrix(dump["label"], dump["pred"], n)
@@ -83,7 +84,7 @@ if dump is not None:
     figure = charts.confusion_grid(matrix * 100 if normalised else matrix, names,
                                    "Confusion matrix (click a cell for its images)",
                                    "% of the true class" if normalised else "images", percent=normalised)
-    event = st.plotly_chart(figure, key="confusion", on_select="rerun", selection_mode="points")
+    event = st.plotly_chart(figure, config=charts.CONFIG, key="confusion", on_select="rerun", selection_mode="points")
     points = event.selection.points if event else []
     if points:  # the browser sends customdata as {"0": .., "1": ..}: read the cell's class labels instead
         cell = points[0]
