@@ -256,6 +256,19 @@ def test_an_import_never_overwrites_and_keeps_the_name(shared, tmp_path, capsys)
     assert all(tree(target / i) == {k.split("/", 1)[1]: v for k, v in files.items()} for i in ids)
 
 
+def imports_exactly_or_not_at_all(data: bytes, name: str, files: dict[str, bytes], tmp_path_factory) -> None:
+    """Importing these archive bytes gives exactly `files`, or exit 2 with no runs folder made."""
+    root = tmp_path_factory.mktemp("damaged")
+    archive = root / name
+    archive.write_bytes(data)
+    target = root / "runs"
+    code = main(["import", str(archive), "--runs-dir", str(target)])
+    if code == 0:
+        assert tree(target) == files
+    else:
+        assert code == 2 and not target.exists()
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(where=st.floats(0, 1), compressed=st.booleans(), at_header=st.booleans(), pick=st.integers(0, 10_000))
 def test_an_archive_cut_anywhere_imports_completely_or_not_at_all(shared, tmp_path_factory, where, compressed,
@@ -269,15 +282,7 @@ def test_an_archive_cut_anywhere_imports_completely_or_not_at_all(shared, tmp_pa
     if compressed:
         data = archive.read_bytes()
         length = int(len(data) * where)
-    root = tmp_path_factory.mktemp("cut")
-    cut = root / ("cut.tar.gz" if compressed else "cut.tar")
-    cut.write_bytes(data[:length])
-    target = root / "runs"
-    code = main(["import", str(cut), "--runs-dir", str(target)])
-    if code == 0:
-        assert tree(target) == files
-    else:
-        assert code == 2 and not target.exists()
+    imports_exactly_or_not_at_all(data[:length], "cut.tar.gz" if compressed else "cut.tar", files, tmp_path_factory)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -287,15 +292,7 @@ def test_a_corrupted_byte_in_a_tar_gz_imports_exactly_or_is_refused(shared, tmp_
     archive, files = shared
     data = bytearray(archive.read_bytes())
     data[min(int(len(data) * where), len(data) - 1)] ^= xor
-    root = tmp_path_factory.mktemp("flip")
-    bad = root / "flip.tar.gz"
-    bad.write_bytes(bytes(data))
-    target = root / "runs"
-    code = main(["import", str(bad), "--runs-dir", str(target)])
-    if code == 0:
-        assert tree(target) == files
-    else:
-        assert code == 2 and not target.exists()
+    imports_exactly_or_not_at_all(bytes(data), "flip.tar.gz", files, tmp_path_factory)
 
 
 def test_the_installed_command_refuses_a_truncated_download_without_a_traceback(shared, tmp_path):
