@@ -24,9 +24,11 @@ pytestmark = [pytest.mark.skipif(not screenshots.CHROMIUM.exists(), reason="/usr
 
 
 def live_figure(page, title: str) -> dict:
+    """The chart titled `title` once it shows points: it redraws after the text around it changes."""
     page.wait_for_function("""t => [...document.querySelectorAll('.js-plotly-plot')].some(
         el => el._fullLayout &&
-              ((el._fullLayout.title || {}).text || '').replace(/<[^>]+>/g, '').startsWith(t))""", arg=title)
+              ((el._fullLayout.title || {}).text || '').replace(/<[^>]+>/g, '').startsWith(t) &&
+              (el._fullData || []).some(trace => trace.x && trace.x.length > 0))""", arg=title, timeout=120_000)
     for handle in page.locator(".js-plotly-plot").element_handles():
         fig = page.evaluate(FIGURE, handle)
         if re.sub(r"<[^>]+>", "", fig["full"]["title"]["text"]).startswith(title):
