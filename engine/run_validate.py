@@ -173,9 +173,9 @@ _layer = {"name": text(1024), "type": text(1024), "depth": integer(0, 1000), "ou
 def _layers(v: Any) -> list[dict]:
     rows = list_of(lambda row: row, 100_000)(v)
     out = []
-    for row in rows:
+    for row in rows:  # exactly the keys the engine writes: a row missing one, or with others, is not a layer
         clean, problems = fields(row, _layer)
-        if clean is None or problems:
+        if clean is None or problems or set(row) != set(_layer):
             raise Bad("a list of layer rows (name, type, depth, output_shape, params, mult_adds)")
         out.append(clean)
     return out

@@ -23,17 +23,21 @@ pytestmark = [pytest.mark.skipif(not screenshots.CHROMIUM.exists(), reason="/usr
               pytest.mark.skipif(not SAMPLE.exists(), reason=f"{SAMPLE} is absent")]
 
 
-def live_figure(page, title: str) -> dict:
-    """The chart titled `title` once it shows points: it redraws after the text around it changes."""
-    page.wait_for_function("""t => [...document.querySelectorAll('.js-plotly-plot')].some(
-        el => el._fullLayout &&
-              ((el._fullLayout.title || {}).text || '').replace(/<[^>]+>/g, '').startsWith(t) &&
-              (el._fullData || []).some(trace => trace.x && trace.x.length > 0))""", arg=title, timeout=120_000)
-    for handle in page.locator(".js-plotly-plot").element_handles():
-        fig = page.evaluate(FIGURE, handle)
-        if re.sub(r"<[^>]+>", "", fig["full"]["title"]["text"]).startswith(title):
-            return fig
-    raise AssertionError(title)
+def live_figure(page, title: str, trace: str = "") -> dict:
+    """The chart titled `title`, read in the same instant it is found showing points (and a trace
+    named with `trace`): the page redraws it every refresh, so a later read could catch another draw."""
+    found = page.wait_for_function(f"""([title, trace]) => {{
+        const figure = {FIGURE};
+        for (const el of document.querySelectorAll('.js-plotly-plot')) {{
+          const shown = ((el._fullLayout || {{}}).title || {{}}).text || '';
+          const data = el._fullData || [];
+          if (shown.replace(/<[^>]+>/g, '').startsWith(title) && data.some(t => t.x && t.x.length > 0)
+              && data.some(t => (t.name || '').includes(trace)))
+            return figure(el);
+        }}
+        return false;
+    }}""", arg=[title, trace], timeout=120_000)
+    return found.json_value()
 
 
 def test_live_page_follows_a_run_from_its_range_test_through_epoch_one(tmp_path):
@@ -79,11 +83,7 @@ def test_live_page_follows_a_run_from_its_range_test_through_epoch_one(tmp_path)
             assert loss["data"] and all(trace.get("name") for trace in loss["data"])
             # after epoch 1: the axis keeps its range, the epoch's points are drawn inside it
             expect(progress).to_contain_text("epoch 1 of 2", timeout=300_000)
-            # both charts redraw on each refresh: wait on the loss chart itself, not on any chart
-            page.wait_for_function("""() => [...document.querySelectorAll('.js-plotly-plot')].some(
-                el => el._fullLayout && ((el._fullLayout.title || {}).text || '').includes('Loss so far') &&
-                      (el._fullData || []).some(t => (t.name || '').includes('end of epoch')))""", timeout=120_000)
-            loss = live_figure(page, "Loss so far")
+            loss = live_figure(page, "Loss so far", trace="end of epoch")
             assert loss["full"]["xaxis"]["range"] == [0, total]
             ends = [t for t in loss["data"] if "end of epoch" in t["name"]]
             assert ends and all(0 < x <= total for t in ends for x in t["x"])

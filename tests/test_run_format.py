@@ -181,6 +181,20 @@ def test_any_value_in_any_json_field_is_checked_and_a_dropped_one_is_reported(te
         assert named(run, file), f"{changed} of {file} changed without a warning: {value!r} -> {run.warnings}"
 
 
+@pytest.mark.parametrize("change", ["no keys", "a key missing", "a key more"])
+def test_a_model_summary_layer_row_unlike_the_engines_drops_the_layers_with_a_warning(template, change):
+    """Found by the property test above: a row {"": null} was read as an empty layer, silently."""
+    run_dir = copy_of(template)
+    summary = json.loads((run_dir / runs.MODEL_SUMMARY_JSON).read_text())
+    row = summary["layers"][0]
+    bad = {"no keys": {"": None}, "a key missing": {k: v for k, v in row.items() if k != "params"},
+           "a key more": {**row, "colour": "red"}}[change]
+    atomic_write_json(run_dir / runs.MODEL_SUMMARY_JSON, {**summary, "layers": [bad, *summary["layers"][1:]]})
+    run = read_everything(run_dir)
+    assert "layers" not in run.model_summary and named(run, runs.MODEL_SUMMARY_JSON)
+    assert run.model_summary["total_params"] == summary["total_params"]  # the rest is kept
+
+
 @pytest.mark.parametrize("file", sorted(JSON_FILES))
 @settings(max_examples=10, deadline=None)
 @given(value=json_values)
