@@ -6,7 +6,6 @@ tests/artifacts/ (git-ignored). Skips without chromium or the CIFAR-10 sample.""
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
@@ -131,17 +130,24 @@ FIGURE = """el => {
 }"""
 
 
-def figure(page, title: str) -> dict:
+def figure(page, title: str, points: bool = False, trace: str = "") -> dict:
     """The plotly figure a page holds, found by the start of its title: its traces as plotly.js
-    holds them (arrays decoded) and its laid-out axes (`full`: ranges, types, titles)."""
-    page.wait_for_function("""t => [...document.querySelectorAll('.js-plotly-plot')].some(
-        el => el._fullLayout &&
-              ((el._fullLayout.title || {}).text || '').replace(/<[^>]+>/g, '').startsWith(t))""", arg=title)
-    for handle in page.locator(".js-plotly-plot").element_handles():
-        fig = page.evaluate(FIGURE, handle)
-        if re.sub(r"<[^>]+>", "", fig["full"]["title"]["text"] or "").startswith(title):
-            return fig
-    raise AssertionError(f"no chart titled {title!r} on the page")
+    holds them (arrays decoded) and its laid-out axes (`full`: ranges, types, titles). With
+    `points`, once some trace shows points; with `trace`, once a trace's name holds it. The figure
+    is read in the same instant it is found, so a page that redraws (Live) cannot swap it between."""
+    found = page.wait_for_function(f"""([title, points, trace]) => {{
+        const figure = {FIGURE};
+        for (const el of document.querySelectorAll('.js-plotly-plot')) {{
+          const shown = ((el._fullLayout || {{}}).title || {{}}).text || '';
+          const data = el._fullData || [];
+          if (el._fullLayout && shown.replace(/<[^>]+>/g, '').startsWith(title)
+              && (!points || data.some(t => t.x && t.x.length > 0))
+              && (!trace || data.some(t => (t.name || '').includes(trace))))
+            return figure(el);
+        }}
+        return false;
+    }}""", arg=[title, points, trace], timeout=120_000)
+    return found.json_value()
 
 
 def assert_drawn_inside(page) -> None:

@@ -13,7 +13,7 @@ import pytest
 from bench import screenshots
 from engine import runs
 from tests.conftest import PROJECT_ROOT, SAMPLE
-from tests.test_browser import FIGURE
+from tests.test_browser import figure
 from tests.test_reliability import steps_written, wait_for
 
 pytest.importorskip("playwright.sync_api")
@@ -21,23 +21,6 @@ from playwright.sync_api import expect, sync_playwright  # noqa: E402
 
 pytestmark = [pytest.mark.skipif(not screenshots.CHROMIUM.exists(), reason="/usr/bin/chromium is not installed"),
               pytest.mark.skipif(not SAMPLE.exists(), reason=f"{SAMPLE} is absent")]
-
-
-def live_figure(page, title: str, trace: str = "") -> dict:
-    """The chart titled `title`, read in the same instant it is found showing points (and a trace
-    named with `trace`): the page redraws it every refresh, so a later read could catch another draw."""
-    found = page.wait_for_function(f"""([title, trace]) => {{
-        const figure = {FIGURE};
-        for (const el of document.querySelectorAll('.js-plotly-plot')) {{
-          const shown = ((el._fullLayout || {{}}).title || {{}}).text || '';
-          const data = el._fullData || [];
-          if (shown.replace(/<[^>]+>/g, '').startsWith(title) && data.some(t => t.x && t.x.length > 0)
-              && data.some(t => (t.name || '').includes(trace)))
-            return figure(el);
-        }}
-        return false;
-    }}""", arg=[title, trace], timeout=120_000)
-    return found.json_value()
 
 
 def test_live_page_follows_a_run_from_its_range_test_through_epoch_one(tmp_path):
@@ -63,7 +46,7 @@ def test_live_page_follows_a_run_from_its_range_test_through_epoch_one(tmp_path)
             progress = page.get_by_test_id("stProgress")
             expect(progress).to_contain_text(re.compile(r"LR range test: step [1-9]\d* of 400"), timeout=180_000)
             assert int(progress.get_by_role("progressbar").get_attribute("aria-valuenow")) > 0
-            sweep = live_figure(page, "LR range test so far")
+            sweep = figure(page, "LR range test so far", points=True)
             x_axis, y_axis = sweep["full"]["xaxis"], sweep["full"]["yaxis"]
             assert x_axis["type"] == "log" and "learning rate" in x_axis["title"]["text"]
             assert "loss" in y_axis["title"]["text"]
@@ -77,13 +60,13 @@ def test_live_page_follows_a_run_from_its_range_test_through_epoch_one(tmp_path)
             expect(progress).to_contain_text(re.compile(r"step [1-9]\d* of \d+ · epoch 0 of 2"), timeout=180_000)
             total = int(re.search(r"of (\d+) ·", progress.inner_text())[1])
             assert int(progress.get_by_role("progressbar").get_attribute("aria-valuenow")) > 0
-            loss = live_figure(page, "Loss so far")
+            loss = figure(page, "Loss so far", points=True)
             assert loss["full"]["xaxis"]["range"] == [0, total]
             assert "step" in loss["full"]["xaxis"]["title"]["text"]
             assert loss["data"] and all(trace.get("name") for trace in loss["data"])
             # after epoch 1: the axis keeps its range, the epoch's points are drawn inside it
             expect(progress).to_contain_text("epoch 1 of 2", timeout=300_000)
-            loss = live_figure(page, "Loss so far", trace="end of epoch")
+            loss = figure(page, "Loss so far", points=True, trace="end of epoch")
             assert loss["full"]["xaxis"]["range"] == [0, total]
             ends = [t for t in loss["data"] if "end of epoch" in t["name"]]
             assert ends and all(0 < x <= total for t in ends for x in t["x"])
