@@ -73,9 +73,14 @@ def launch(playwright):
 # may draw "running" and "notRunning" in one commit, and that run leaves no trace in the DOM. So a
 # run is drawn when its finish message has come and then either the DOM shows a run ending, or the
 # page stays idle and drawn for a few frames in a row.
+# It also counts the tab's own requests for a run (a BackMsg holding `rerun_script`, field 11): a
+# click, key or navigation that must start a run has registered once the tab has asked for one,
+# which is how an action lost on a busy page is told apart from a slow run (see `timed_rerun`).
+# `__doc` names the document, so counts from before a navigation are not compared with after it.
 COUNT_RUNS = """
 window.__runsFinished = 0; window.__runsEndedInDom = 0; window.__endedInDomAtFinish = 0; window.__idleFrames = 0;
-const finishStatus = bytes => {
+window.__rerunsAsked = 0; window.__doc = Math.random();
+const topField = (bytes, wanted) => {  // a top-level protobuf field: its varint, or its length; null if absent
   let at = 0;
   const varint = () => { let value = 0, scale = 1;
     while (at < bytes.length) { const b = bytes[at++]; value += (b & 127) * scale; scale *= 128;
@@ -84,23 +89,31 @@ const finishStatus = bytes => {
   while (at < bytes.length) {
     const tag = varint(); if (tag === null) return null;
     const field = Math.floor(tag / 8), wire = tag % 8;
-    if (wire === 0) { const value = varint(); if (field === 6) return value; }
-    else if (wire === 2) { const length = varint(); if (length === null) return null; at += length; }
+    if (wire === 0) { const value = varint(); if (field === wanted) return value; }
+    else if (wire === 2) { const length = varint(); if (length === null) return null;
+                           if (field === wanted) return length; at += length; }
     else if (wire === 1) at += 8; else if (wire === 5) at += 4; else return null;
   }
   return null;
 };
+const asBytes = data => data instanceof ArrayBuffer ? new Uint8Array(data)
+  : ArrayBuffer.isView(data) ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : null;
 const NativeWebSocket = window.WebSocket;
 window.WebSocket = class extends NativeWebSocket {
   constructor(...args) {
     super(...args);
     this.addEventListener('message', event => {
       if (!(event.data instanceof ArrayBuffer)) return;
-      const status = finishStatus(new Uint8Array(event.data));
+      const status = topField(new Uint8Array(event.data), 6);
       if (status !== null && status !== 2) {
         window.__runsFinished += 1; window.__endedInDomAtFinish = window.__runsEndedInDom; window.__idleFrames = 0;
       }
     });
+  }
+  send(data) {
+    const bytes = asBytes(data);
+    if (bytes && topField(bytes, 11) !== null) window.__rerunsAsked += 1;
+    return super.send(data);
   }
 };
 new MutationObserver(records => {
@@ -124,7 +137,7 @@ DONE = """n => {
 }"""
 SCRIPT_DONE = """n => window.__runsFinished > n &&
   document.querySelector("[data-testid='stApp']")?.getAttribute('data-test-script-state') === 'notRunning'"""
-STATE = """() => ({finished: window.__runsFinished, endedInDom: window.__runsEndedInDom,
+STATE = """() => ({asked: window.__rerunsAsked, finished: window.__runsFinished, endedInDom: window.__runsEndedInDom,
   state: document.querySelector("[data-testid='stApp']")?.getAttribute('data-test-script-state'),
   skeletons: document.querySelectorAll("[data-testid='stSkeleton']").length})"""
 
@@ -141,32 +154,123 @@ def runs_done(page) -> int:
     return int(page.evaluate("() => window.__runsFinished || 0"))
 
 
-def wait_until_idle(page, timeout_ms: int = 120_000, after: int = 0) -> None:
+def page_state(page) -> dict:
+    """What the tab is doing, for a failure message: runs asked for, finished, seen ending; state."""
+    try:
+        return page.evaluate(STATE)
+    except Exception as error:  # a page mid-navigation cannot be asked; say so rather than hide the failure
+        return {"unreadable": str(error)}
+
+
+class ActionLost(AssertionError):
+    """A click, key or navigation that should have started a script run did not, after every try."""
+
+
+# Seconds within which an action that starts a run has made the tab ask for one. A busy 2-core
+# machine answers a click in well under a second; a run can take far longer, and is waited for apart.
+REGISTERED_S = 10
+# An action registered when the tab asked for a run, or a run finished (a navigation's first run);
+# counts are compared with 0 once the action has loaded another document.
+REGISTERED = """([asked, finished, doc]) => { const same = window.__doc === doc;
+  return (window.__rerunsAsked || 0) > (same ? asked : 0) || (window.__runsFinished || 0) > (same ? finished : 0); }"""
+
+
+def wait_until_idle(page, timeout_ms: int = 120_000, after: int = 0, what: str = "the page") -> None:
     """A page is drawn when the app's script has stopped running after the `after`-th run ended."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     try:
         page.wait_for_function(DONE, arg=after, timeout=timeout_ms)
     except PlaywrightTimeout as error:  # say what the page was doing, for the failure report
-        raise AssertionError(f"no drawn script run after run {after}: {page.evaluate(STATE)}") from error
+        raise AssertionError(f"{what}: no drawn script run after run {after} within {timeout_ms / 1000:.0f} s; "
+                             f"page: {page_state(page)}") from error
 
 
-def timed_rerun(page, action, timeout_ms: int = 120_000) -> dict[str, float]:
+def timed_rerun(page, action, timeout_ms: int = 120_000, what: str = "", tries: int = 3,
+                registered_s: float = REGISTERED_S) -> dict[str, float]:
     """Do `action` (a click, a key, a page load) and wait for the script run it causes. Seconds to
     `script`: the run has finished and the app says "notRunning" (Streamlit's own notion of a
-    rendered page); to `drawn`: also everything in the window drawn, plotly charts included."""
-    before = runs_done(page)
+    rendered page); to `drawn`: also everything in the window drawn, plotly charts included.
+
+    An action can be lost on a busy page (a redraw moves the target between Playwright finding it
+    and pressing it): if the tab has asked for no run within `registered_s`, the action is done again,
+    up to `tries` times, and then `ActionLost` says what was done and what the page was doing. A
+    person would click again too; an action that did register is never repeated."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    what = what or getattr(action, "__name__", None) or repr(action)
+    asked, before, doc = page.evaluate("() => [window.__rerunsAsked || 0, window.__runsFinished || 0, window.__doc]")
     start = time.perf_counter()
-    action()
-    page.wait_for_function(SCRIPT_DONE, arg=before, timeout=timeout_ms)
+    for attempt in range(1, tries + 1):
+        try:
+            action()
+        except PlaywrightTimeout as error:  # its target never became clickable: as good as lost
+            if attempt == tries:
+                raise ActionLost(f"{what}: {tries} tries, the last: {error}; page: {page_state(page)}") from error
+            continue
+        try:
+            page.wait_for_function(REGISTERED, arg=[asked, before, doc], timeout=registered_s * 1000)
+            break
+        except PlaywrightTimeout:
+            if attempt == tries:
+                raise ActionLost(f"{what}: the page asked for no script run within {registered_s:g} s, "
+                                 f"{tries} tries; page: {page_state(page)}") from None
+    if page.evaluate("() => window.__doc") != doc:
+        before = 0  # the action loaded a new document, whose counts start again
+    try:
+        page.wait_for_function(SCRIPT_DONE, arg=before, timeout=timeout_ms)
+    except PlaywrightTimeout as error:
+        raise AssertionError(f"{what}: a script run was asked for, but none finished within "
+                             f"{timeout_ms / 1000:.0f} s; page: {page_state(page)}") from error
     script = time.perf_counter() - start
-    wait_until_idle(page, timeout_ms, after=before)
+    wait_until_idle(page, timeout_ms, after=before, what=what)
     return {"script": script, "drawn": time.perf_counter() - start}
 
 
-def after_rerun(page, action, timeout_ms: int = 120_000) -> float:
+def after_rerun(page, action, timeout_ms: int = 120_000, what: str = "", tries: int = 3,
+                registered_s: float = REGISTERED_S) -> float:
     """Do `action` and wait until the script run it caused has ended and is drawn; seconds taken."""
-    return timed_rerun(page, action, timeout_ms)["drawn"]
+    return timed_rerun(page, action, timeout_ms, what, tries, registered_s)["drawn"]
+
+
+def click_chart_point(page, plot, point, hover_text: str, tries: int = 3) -> float:
+    """Hover a chart's point until its label shows `hover_text`, then click it and wait for the run
+    the click starts. plotly's drag layer takes the pointer, so both go by position; a redraw can
+    move the point between hover and click, so each try finds it again. Seconds to the drawn run."""
+    from playwright.sync_api import expect
+
+    what = f"click on the chart point {hover_text!r}"
+    for attempt in range(1, tries + 1):
+        point.scroll_into_view_if_needed()
+        box = point.bounding_box()
+        x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        page.mouse.move(x, y)
+        try:  # a lost hover or a lost click is tried again from the start; a slow run is not
+            expect(plot.locator(".hoverlayer")).to_contain_text(hover_text, timeout=REGISTERED_S * 1000)
+        except AssertionError as error:
+            lost = error
+        else:
+            try:
+                return after_rerun(page, lambda x=x, y=y: page.mouse.click(x, y), what=what, tries=1)
+            except ActionLost as error:
+                lost = error
+        if attempt == tries:
+            raise ActionLost(f"{what}: lost {tries} times, last: {lost}") from lost
+        page.mouse.move(0, 0)  # leave the plot, so the next hover is a fresh one
+    raise AssertionError(what)  # not reached: the last try returns or raises
+
+
+def until(action, effect, what: str, tries: int = 3) -> None:
+    """Do a browser action that starts no script run (opening an expander) until `effect(timeout_ms)`
+    (an `expect`) holds; the action is done again only while the effect is missing."""
+    for attempt in range(1, tries + 1):
+        action()
+        try:
+            effect(REGISTERED_S * 1000)
+            return
+        except AssertionError as error:
+            if attempt == tries:
+                raise AssertionError(f"{what}: no effect after {tries} tries of {REGISTERED_S} s: {error}") from error
 
 
 def page_url(url: str, name: str, query: str = "") -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -100,14 +101,24 @@ def choose(page, label: str, option: str) -> None:
     box = widget(page, "stSelectbox", label)
     if box.locator("input").input_value() == option:
         return
-    box.locator("button[aria-label='Open']").click()
-    screenshots.after_rerun(page, page.get_by_role("option", name=option, exact=True).click)
+    item = page.get_by_role("option", name=option, exact=True)
+
+    def pick() -> None:  # open the list (unless a lost try left it open), click the option
+        if not item.is_visible():
+            box.locator("button[aria-label='Open']").click()
+        item.click(timeout=screenshots.REGISTERED_S * 1000)
+
+    screenshots.after_rerun(page, pick, what=f"choose {option!r} in {label!r}")
 
 
 def add_chip(page, label: str, option: str) -> None:
     box = widget(page, "stMultiSelect", label)
-    box.locator("input").fill(option)
-    screenshots.after_rerun(page, lambda: page.get_by_role("option", name=option, exact=True).click())
+
+    def pick() -> None:
+        box.locator("input").fill(option)
+        page.get_by_role("option", name=option, exact=True).click(timeout=screenshots.REGISTERED_S * 1000)
+
+    screenshots.after_rerun(page, pick, what=f"add {option!r} to {label!r}")
     page.keyboard.press("Escape")
 
 
@@ -185,6 +196,13 @@ def open_run_page(page, app, pair) -> None:
     expect(page.locator("h1")).to_have_text(f"Run {pair['names'][0]}")
 
 
+def open_expander(where, title: str) -> None:
+    """Click an expander's title until it is open (a click on a page busy redrawing can be lost)."""
+    details = where.get_by_test_id("stExpander").filter(has_text=title).locator("details")
+    screenshots.until(lambda: details.locator("summary").click() if details.get_attribute("open") is None else None,
+                      lambda ms: expect(details).to_have_attribute("open", "", timeout=ms), f"open {title!r}")
+
+
 def confusion_points(page):
     plot = page.locator(".js-plotly-plot").filter(has_text="Confusion matrix").first
     return plot, plot.locator(".scatterlayer .trace").first.locator(".point")
@@ -204,9 +222,9 @@ def test_the_run_page_shows_its_config_and_model_summary_on_demand(page, app, pa
     run = pair["runs"][0]
     screenshots.open_page(page, app, "run", pair["query"])
     main = page.get_by_test_id("stMain")
-    main.get_by_test_id("stExpander").filter(has_text="Model summary").locator("summary").click()
+    open_expander(main, "Model summary")
     expect(main.get_by_test_id("stText")).to_contain_text(f"Total params: {run.total_params:,}")
-    main.get_by_test_id("stExpander").filter(has_text="Config").locator("summary").click()
+    open_expander(main, "Config")
     expect(main.get_by_test_id("stDataFrame")).to_be_visible()
 
 
@@ -233,13 +251,7 @@ def test_clicking_confusion_cells_opens_the_gallery_on_that_pair(page, app, pair
     for k in cells:
         true, pred = names[k // n], names[k % n]
         plot, points = confusion_points(page)
-        point = points.nth(int(k))
-        point.scroll_into_view_if_needed()
-        box = point.bounding_box()
-        x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-        page.mouse.move(x, y)  # plotly's drag layer takes the pointer: hover and click by position
-        expect(plot.locator(".hoverlayer")).to_contain_text(f"true {true}, predicted {pred}")
-        screenshots.after_rerun(page, lambda x=x, y=y: page.mouse.click(x, y))
+        screenshots.click_chart_point(page, plot, points.nth(int(k)), f"true {true}, predicted {pred}")
         expect(page.locator("h1")).to_have_text(f"Misclassifications · {pair['names'][0]}")
         expect(metric(page, "Matching images")).to_have_text(str(counts[k]))
         assert chips(page, "True class") == [true] and chips(page, "Predicted class") == [pred]
@@ -565,3 +577,29 @@ def test_a_missing_runs_folder_is_an_error_not_an_empty_list(page, tmp_path):
         screenshots.open_page(page, url, "runs")
         expect(page.get_by_test_id("stAlertContentError")).to_contain_text("does not exist")
         expect(page.get_by_text("No runs")).to_have_count(0)
+
+
+# ---------------------------------------------------------------- lost actions on a busy page
+
+
+def test_a_lost_click_is_done_again_and_a_click_that_never_takes_fails_fast(page, app, pair):
+    """The suite's own waits: a click lost on a busy page is repeated (once it registers, the run it
+    starts is waited for); an action that never starts a run fails within seconds, saying what was
+    done and what the page was doing, instead of hanging on a wait for a run that never comes."""
+    open_run_page(page, app, pair)
+    link = page.get_by_test_id("stSidebarNav").get_by_role("link", name="Runs", exact=True)
+    calls = []
+
+    def lost_then_clicked():
+        calls.append(1)
+        if len(calls) > 1:  # the first click is "lost": nothing is pressed
+            link.click()
+
+    screenshots.after_rerun(page, lost_then_clicked, what="open Runs", registered_s=2)
+    assert len(calls) == 2
+    expect(page.locator("h1")).to_have_text("Runs")
+
+    start = time.monotonic()
+    with pytest.raises(screenshots.ActionLost, match=r"hover the title: .*asked for no script run within 1 s, 3 tries"):
+        screenshots.after_rerun(page, lambda: page.locator("h1").hover(), what="hover the title", registered_s=1)
+    assert time.monotonic() - start < 15

@@ -40,7 +40,8 @@ def test_live_page_follows_a_run_from_its_range_test_through_epoch_one(tmp_path)
             # the range test: the page says so before any training step is logged, counts its steps
             # and draws the loss against the learning rate so far, inside a log axis. The trainer is
             # frozen once range-test rows are on disk, so the page is checked mid-test however slow it is.
-            wait_for(lambda: steps_written(root, runs.LR_FINDER_STEPS_JSONL) > 0, proc=trainer)
+            wait_for(lambda: steps_written(root, runs.LR_FINDER_STEPS_JSONL) > 0, proc=trainer,
+                     what="range-test rows on disk")
             trainer.send_signal(signal.SIGSTOP)
             expect(page.get_by_text("LR range test under way")).to_be_visible(timeout=180_000)
             progress = page.get_by_test_id("stProgress")

@@ -46,12 +46,17 @@ def steps_written(runs_dir: Path, name: str = runs.STEPS_JSONL) -> int:
     return max((lines_in(p / name) for p in runs_dir.iterdir()), default=0)
 
 
-def wait_for(condition, timeout: float = 240.0, proc: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + timeout
+def wait_for(condition, timeout: float = 240.0, proc: subprocess.Popen | None = None, what: str = "") -> None:
+    """Poll `condition` until it holds; fail after `timeout` s, or at once when `proc` has ended,
+    saying what was awaited (`what`) and what the process printed."""
+    what = what or "the condition"
+    start = time.monotonic()
     while not condition():
         if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"training ended early: {proc.stderr.read().decode()[-2000:]}")
-        assert time.monotonic() < deadline, "timed out waiting for the training process"
+            raise AssertionError(f"training ended (exit {proc.returncode}) before {what}: "
+                                 f"{proc.stderr.read().decode()[-2000:]}")
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"{what}: not after {timeout:.0f} s; the training process is still running")
         time.sleep(0.02)
 
 
@@ -72,11 +77,12 @@ def test_sigkill_at_any_moment_keeps_every_completed_epoch(tmp_path, sample, epo
     byte for byte, and each recorded epoch's best files load."""
     proc = start_training(tmp_path, "--epochs", "6")
     wait_for(lambda: steps_written(tmp_path, runs.EPOCHS_JSONL) >= epochs_done
-             and steps_written(tmp_path) >= 8 * epochs_done + extra_steps, proc=proc)
+             and steps_written(tmp_path) >= 8 * epochs_done + extra_steps, proc=proc,
+             what=f"{epochs_done} epochs and {8 * epochs_done + extra_steps} steps written")
     run_dir = only_run(tmp_path)
     seen = complete_rows((run_dir / runs.EPOCHS_JSONL).read_bytes()) if epochs_done else b""
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc.wait(timeout=60)
     assert seen.count(b"\n") >= epochs_done
     run = runs.load_run(run_dir)
     assert run.status == "interrupted"  # not "running" forever: nobody holds the lock
@@ -99,9 +105,9 @@ def test_sigkill_then_resume_equals_the_uninterrupted_run(tmp_path, sample):
     reference = start_training(whole, *flags)
     assert reference.wait(timeout=300) == 0
     proc = start_training(broken, *flags)
-    wait_for(lambda: steps_written(broken) >= 19, proc=proc)  # in epoch 3
+    wait_for(lambda: steps_written(broken) >= 19, proc=proc, what="19 steps written")  # in epoch 3
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc.wait(timeout=60)
     run_dir = only_run(broken)
     assert runs.load_run(run_dir).status == "interrupted"
     resumed = subprocess.run([sys.executable, "-m", "engine", "resume", run_dir.name, "--runs-dir", str(broken)],
@@ -127,7 +133,7 @@ def test_ctrl_c_and_sigterm_record_an_interrupted_run(tmp_path, sample, sig):
     its next step (200 epochs are planned, so it cannot finish first), with exit code 130, the
     recorded epochs untouched, and the command that continues it printed."""
     proc = start_training(tmp_path, "--epochs", "200")
-    wait_for(lambda: steps_written(tmp_path, runs.EPOCHS_JSONL) >= 1, proc=proc)
+    wait_for(lambda: steps_written(tmp_path, runs.EPOCHS_JSONL) >= 1, proc=proc, what="the first epoch written")
     run_dir = only_run(tmp_path)
     seen = complete_rows((run_dir / runs.EPOCHS_JSONL).read_bytes())
     proc.send_signal(sig)
@@ -196,8 +202,10 @@ def test_a_reader_polling_a_live_run_sees_a_growing_prefix(tmp_path):
 
     thread = threading.Thread(target=write)
     thread.start()
-    seen = 0
+    seen, deadline = 0, time.monotonic() + 300
     while not done.is_set() or seen < 200:
+        assert thread.is_alive() or done.is_set(), "the writer thread died (its traceback is above)"
+        assert time.monotonic() < deadline, f"the reader saw {seen} of 200 epochs in 300 s"
         run = runs.load_run(writer.path)
         epochs = [e["epoch"] for e in run.epochs]
         assert epochs == list(range(1, len(epochs) + 1))
@@ -205,7 +213,7 @@ def test_a_reader_polling_a_live_run_sees_a_growing_prefix(tmp_path):
         assert run.meta["status"] == "running"
         assert not [w for w in run.warnings if "unreadable" in w or "damaged" in w]
         seen = len(epochs)
-    thread.join()
+    thread.join(timeout=60)
     writer.finish("completed")
 
 

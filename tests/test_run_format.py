@@ -419,6 +419,7 @@ def test_a_writer_waits_out_a_readers_lock_probe(tmp_path):
     reader.close()
     released.set()
     thread.join(30)
+    assert not thread.is_alive(), "the writer did not take the lock within 30 s of the reader letting go"
     assert failure == [] and runs.writer_alive(path)
     writer.release()
 
