@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from engine.config import TrainConfig
+from engine.profiling import label
 from engine.safe_io import npz_headers
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -396,4 +397,6 @@ class TrainBatches:
         order = torch.tensor(list(self.sampler), dtype=torch.long).to(self.images.device)
         for start in range(0, len(order), self.batch_size):
             idx = order[start:start + self.batch_size]
-            yield augment(self.images[idx], self.config, self.mean, self.std, self.gen), self.labels[idx]
+            with label("augment"):
+                x = augment(self.images[idx], self.config, self.mean, self.std, self.gen)
+            yield x, self.labels[idx]

@@ -26,6 +26,7 @@ from engine.ema import WeightEMA
 from engine.evaluate import accuracy, predict
 from engine.lr_finder import range_test
 from engine.model import create_model, model_summary
+from engine.profiling import label
 
 STOPPED_BY_USER = "stopped by the user (Ctrl-C or SIGTERM)"
 TABLE_HEADER = ("| epoch |       lr |   time | train loss | train acc | test loss | test acc |\n"
@@ -55,12 +56,13 @@ def train(config: TrainConfig, data: ImageDataset | None = None, quiet: bool = F
 
     def work(stop: StopRequest) -> list[dict]:
         if writer is not None:  # the files a run has before its first step
-            writer.write_config(config.to_dict())
-            writer.write_environment(environment(device, world))
-            writer.write_dataset(data.describe())
-            writer.write_model_summary(*model_summary(model, config.batch_size, device="cpu"))
-            writer.write_test_images(data.x_test)
-            writer.write_train_samples(*train_samples(data, config))
+            with label("setup writes"):
+                writer.write_config(config.to_dict())
+                writer.write_environment(environment(device, world))
+                writer.write_dataset(data.describe())
+                writer.write_model_summary(*model_summary(model, config.batch_size, device="cpu"))
+                writer.write_test_images(data.x_test)
+                writer.write_train_samples(*train_samples(data, config))
         return fit(config, data, model, device, world, writer, stop, quiet)
 
     return _supervised(writer, world, device, quiet, work)
@@ -208,8 +210,9 @@ def fit(config: TrainConfig, data: ImageDataset, model: torch.nn.Module, device:
     # learning rate: the config's (a resumed run's own), else the range test's suggestion
     max_lr = config.lr
     if max_lr is None:
-        max_lr = _find_max_lr(config, model, optimizer, criterion, placed.batches, device, world, writer, stop,
-                              say, quiet, amp_dtype)
+        with label("range test"):
+            max_lr = _find_max_lr(config, model, optimizer, criterion, placed.batches, device, world, writer, stop,
+                                  say, quiet, amp_dtype)
     # schedule and weight average
     steps = steps_per_epoch(config, len(data.y_train), world.size)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
@@ -231,7 +234,8 @@ def fit(config: TrainConfig, data: ImageDataset, model: torch.nn.Module, device:
     for epoch in range(progress.epoch + 1, config.epochs + 1):
         started = time.perf_counter()
         row = train_one_epoch(loop, epoch, progress)
-        dump = _evaluate(loop)
+        with label("evaluate"):
+            dump = _evaluate(loop)
         row.update(test_loss=float(dump["loss"].mean()), test_acc=accuracy(dump),
                    seconds=time.perf_counter() - started)
         record_epoch(loop, row, dump, progress)
@@ -277,23 +281,29 @@ def train_one_epoch(loop: Loop, epoch: int, progress: Progress) -> dict:
     bar = tqdm(total=loop.steps_per_epoch, desc=f"epoch {epoch}/{config.epochs}", leave=False,
                disable=True if loop.quiet else None, unit="step")
     for i, (x, y) in zip(range(loop.steps_per_epoch), loop.data.batches):
-        if device.type == "cuda" and config.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=loop.amp_dtype or torch.float32, enabled=loop.amp_dtype is not None):
-            logits = loop.train_model(x)
-            loss = loop.criterion(logits.float(), y)
-        loop.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        loop.optimizer.step()
+        with label("forward"):
+            if device.type == "cuda" and config.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=loop.amp_dtype or torch.float32,
+                                enabled=loop.amp_dtype is not None):
+                logits = loop.train_model(x)
+                loss = loop.criterion(logits.float(), y)
+        with label("backward"):
+            loop.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+        with label("optimizer"):
+            loop.optimizer.step()
         if loop.ema is not None:
-            loop.ema.update(loop.model)
-        progress.step += 1
-        lr_last = loop.scheduler.get_last_lr()[0]
-        pending.append((progress.step, loss.detach(), lr_last))
-        loop.scheduler.step()
-        loss_sum += loss.detach() * len(y)
-        correct += (logits.argmax(1) == y).sum()
-        seen += len(y)
+            with label("ema"):
+                loop.ema.update(loop.model)
+        with label("schedule and metrics"):
+            progress.step += 1
+            lr_last = loop.scheduler.get_last_lr()[0]
+            pending.append((progress.step, loss.detach(), lr_last))
+            loop.scheduler.step()
+            loss_sum += loss.detach() * len(y)
+            correct += (logits.argmax(1) == y).sum()
+            seen += len(y)
         bar.update()
         if config.compile and loop.compile_seconds is None:  # the first call compiles: report it apart
             synchronize(device)
@@ -310,7 +320,8 @@ def train_one_epoch(loop: Loop, epoch: int, progress: Progress) -> dict:
             raise Stopped(STOPPED_BY_USER)
     _flush_steps(loop.writer, pending, epoch, bar)
     bar.close()
-    synchronize(device)
+    with label("epoch end (host sync)"):
+        synchronize(device)
     train_seconds = time.perf_counter() - started
     loss_sum, correct, seen_all = distributed.sum_all(loop.world, loss_sum, correct,
                                                       torch.tensor(float(seen), device=device))
@@ -344,19 +355,21 @@ def record_epoch(loop: Loop, row: dict, dump: dict, progress: Progress) -> None:
     progress.epoch, progress.best_acc = row["epoch"], max(progress.best_acc, row["test_acc"])
     writer, epoch = loop.writer, row["epoch"]
     if writer is not None:
-        metadata = {"epoch": str(epoch), "test_acc": f"{row['test_acc']:.6f}", "width": str(loop.config.width),
-                    "num_classes": str(dump["probs"].shape[1]), "run_id": writer.path.name}
-        weights = loop.eval_model.state_dict()
-        if is_best:
-            writer.write_predictions("best", dump)
-            writer.write_checkpoint("best", weights, metadata)
-        if epoch == loop.config.epochs:
-            writer.write_predictions("final", dump)
-            writer.write_checkpoint("final", weights, metadata)
-        writer.append_epoch(row)
-        writer.write_resume_state(checkpoint.resume_state(progress.epoch, progress.step, progress.best_acc,
-                                                          loop.max_lr, loop.model, loop.optimizer, loop.scheduler,
-                                                          loop.ema))
+        with label("dump and checkpoint writes"):
+            metadata = {"epoch": str(epoch), "test_acc": f"{row['test_acc']:.6f}", "width": str(loop.config.width),
+                        "num_classes": str(dump["probs"].shape[1]), "run_id": writer.path.name}
+            weights = loop.eval_model.state_dict()
+            if is_best:
+                writer.write_predictions("best", dump)
+                writer.write_checkpoint("best", weights, metadata)
+            if epoch == loop.config.epochs:
+                writer.write_predictions("final", dump)
+                writer.write_checkpoint("final", weights, metadata)
+        with label("epoch row and resume state writes"):
+            writer.append_epoch(row)
+            writer.write_resume_state(checkpoint.resume_state(progress.epoch, progress.step, progress.best_acc,
+                                                              loop.max_lr, loop.model, loop.optimizer,
+                                                              loop.scheduler, loop.ema))
     distributed.barrier(loop.world)
     loop.say(f"| {epoch:5d} | {row['lr_end']:8.2e} | {_human(row['seconds']):>6} | {row['train_loss']:10.4f} | "
              f"{row['train_acc']:9.2%} | {row['test_loss']:9.4f} | {row['test_acc']:8.2%} |")
@@ -366,10 +379,11 @@ def _flush_steps(writer: runs.RunWriter | None, pending: list, epoch: int, bar: 
     """One host sync per flush, not per step: losses stay on the device until then."""
     if not pending:
         return
-    losses = torch.stack([p[1] for p in pending]).float().cpu().tolist()
-    if writer is not None:
-        writer.append_steps([{"step": s, "epoch": epoch, "loss": loss, "lr": lr}
-                             for (s, _, lr), loss in zip(pending, losses)])
+    with label("step log (host sync)"):
+        losses = torch.stack([p[1] for p in pending]).float().cpu().tolist()
+        if writer is not None:
+            writer.append_steps([{"step": s, "epoch": epoch, "loss": loss, "lr": lr}
+                                 for (s, _, lr), loss in zip(pending, losses)])
     bar.set_postfix(loss=f"{losses[-1]:.3f}")
     bad = next((s for (s, _, _), loss in zip(pending, losses) if not math.isfinite(loss)), None)
     pending.clear()
