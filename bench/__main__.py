@@ -71,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     section("accuracy", training.accuracy_s11_vs_fast, data, 64 if cuda else 16, args.epochs,
             list(range(1, args.seeds + 1)))
     if cuda:
-        section("gpu", training.gpu_epochs, data, 20)
+        from bench import gpu_recipe  # it imports render from here: loaded once this module is
+
+        section("gpu", gpu_recipe.gpu_section, Path(args.sample))
     if "dashboard" not in args.skip and (ROOT / "bench" / "dashboard_bench.py").exists():
         print("[bench] dashboard ...", flush=True)
         out = subprocess.run([sys.executable, "-m", "bench.dashboard_bench", "--json", "--browser"],
@@ -82,14 +84,19 @@ def main(argv: list[str] | None = None) -> int:
             results["dashboard"] = {"error": out.stderr[-500:]}
     results["total_seconds"] = time.perf_counter() - started
 
-    out_dir = ROOT / "bench" / "results"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    slug = "".join(c if c.isalnum() else "-" for c in results["device"]).strip("-")[:40]
-    path = Path(args.out).resolve() if args.out else out_dir / f"{results['date']}-{slug}.json"
+    path = Path(args.out).resolve() if args.out else result_path(results["date"], results["device"])
     path.write_text(json.dumps(results, indent=2) + "\n")
     print(render(results))
     print(f"\nwritten to {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
     return 0
+
+
+def result_path(day: str, device: str) -> Path:
+    """bench/results/<date>-<device>.json, the device's name made safe for a file name."""
+    slug = "".join(c if c.isalnum() else "-" for c in device).strip("-")[:40]
+    out_dir = ROOT / "bench" / "results"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return out_dir / f"{day}-{slug}.json"
 
 
 def render(r: dict) -> str:
@@ -121,12 +128,32 @@ def render(r: dict) -> str:
         for label, p in g.items():
             if not isinstance(p, dict):
                 continue
+            if "seconds_per_epoch" not in p:  # a run that refused or failed before its first epoch
+                rows.append((f"{label} on {g['device_name']}", f"{p.get('status', 'no run')}: {p.get('error')}"))
+                continue
             mfu = f", MFU {p['mfu']:.1%}" if p.get("mfu") else ""
             compiled = f", compile {p['compile_seconds']:.0f} s" if p.get("compile_seconds") else ""
+            split = (f" ({p['train_seconds_per_epoch']:.2f} train + {p['eval_seconds_per_epoch']:.2f} eval)"
+                     if "eval_seconds_per_epoch" in p else "")
+            whole = " (range test and writes included)" if "outside_epochs_seconds" in p else ""
             rows.append((f"{label} on {g['device_name']} ({g['images_per_epoch']:,} images/epoch, "
                          f"batch {p['batch_size']})",
-                         f"{p['seconds_per_epoch']:.2f} s/epoch, {p['total_seconds']:.1f} s for {p['epochs']} "
-                         f"epochs, {p['train_images_per_s']:,.0f} images/s{mfu}{compiled}"))
+                         f"{p['seconds_per_epoch']:.2f} s/epoch{split}, {p['total_seconds']:.1f} s for {p['epochs']} "
+                         f"epochs{whole}, {p['train_images_per_s']:,.0f} images/s{mfu}{compiled}"))
+    if "profile" in r:
+        p = r["profile"]
+        ranges = ", ".join(f"{name} {v['host_ms'] / 1e3:.2f}" + (f" ({v['kernel_ms'] / 1e3:.2f} on the device)"
+                                                                 if v["kernel_ms"] else "")
+                           for name, v in list(p["ranges"].items())[:6])
+        rows.append((f"profile, one epoch of fast ({p['wall_seconds']:.1f} s with the profiler): s by range",
+                     ranges or "no ranges recorded"))
+        top = p["top_kernels"] or p["top_host_ops"]
+        rows.append((f"profile: top {'kernels' if p['top_kernels'] else 'host ops'}",
+                     ", ".join(f"{k['name'][:40]} {k['share']:.0%}" for k in top[:3])))
+    if "run_checks" in r:
+        checks = r["run_checks"].values()
+        rows.append(("run folders read back by the engine's reader",
+                     f"{sum(c['clean'] for c in checks)} of {len(checks)} complete and without warnings"))
     if "dashboard" in r and "error" not in r["dashboard"]:
         if "grad_cam_16_s" in r["dashboard"]:
             rows.append(("Grad-CAM, ms per image (16 images, width 64, layer3)",

@@ -1,5 +1,6 @@
 """Training-side measurements for `make bench`: data pipeline, model step vs end to end,
-evaluation, range test, and the s11-vs-fast accuracy comparison on the CIFAR-10 sample.
+evaluation, range test, and the s11-vs-fast accuracy comparison on the CIFAR-10 sample (the
+GPU epochs, MFU included, are bench/gpu_recipe.py's).
 
 Every figure is measured on whatever device torch picks (CUDA when present, else CPU), and
 reported with that device's name; widths and sizes that differ from the recipe are stated."""
@@ -10,22 +11,17 @@ import statistics
 import tempfile
 import time
 
-import numpy as np
 import torch
 
 from engine import runs
 from engine.config import build_config
 from engine.data import ImageDataset, TrainBatches, to_device_tensor
-from engine.device import autocast_dtype, device_name, pick_device, synchronize
+from engine.device import autocast_dtype, pick_device, synchronize
 from engine.evaluate import predict
 from engine.lr_finder import range_test
 from engine.model import create_model
 from engine.reference import reference_loader
 from engine.train import train
-
-# The arithmetic of one training image for the 64-wide model (forward + backward = 3 x forward).
-TRAIN_FLOP_PER_IMAGE = 3.33e9
-BF16_PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
 
 
 def data_pipeline(data: ImageDataset, images: int = 4096) -> dict:
@@ -150,37 +146,4 @@ def accuracy_s11_vs_fast(data: ImageDataset, width: int, epochs: int, seeds: lis
                 seconds.append(sum(e["train_seconds"] for e in run.epochs))
             out[preset] = {"batch_size": run.config["batch_size"], "test_acc": accs, "mean": statistics.mean(accs),
                            "spread": (max(accs) - min(accs)) / 2, "train_seconds": statistics.mean(seconds)}
-    return out
-
-
-def gpu_epochs(data: ImageDataset, epochs: int, images: int = 50_000, width: int = 64,
-               device: torch.device | None = None) -> dict:
-    """Seconds per `images`-image epoch and for `epochs` epochs: s11, fast, and on CUDA fast with
-    torch.compile (its compile time apart), with MFU where the GPU's bf16 peak is known. The
-    sample's training images are tiled (timing only; accuracy is meaningless). A fixed LR skips the
-    range test, which the table reports on its own. Runs on a CPU too, which the tests use."""
-    device = device or pick_device("auto")
-    reps = -(-images // len(data.y_train))
-    tiled = ImageDataset(data.name, data.classes, np.tile(data.x_train, (reps, 1, 1, 1))[:images],
-                         np.tile(data.y_train, reps)[:images], data.x_test, data.y_test, data.mean, data.std)
-    name = device_name(device)
-    peak = next((v for k, v in BF16_PEAK_FLOPS.items() if k in name), None) if device.type == "cuda" else None
-    variants = {"s11": {"preset": "s11"}, "fast": {"preset": "fast"}}
-    if device.type == "cuda":
-        variants["fast + compile"] = {"preset": "fast", "compile": True}
-    out: dict = {"device_name": name, "bf16_peak_flops": peak, "images_per_epoch": images, "width": width}
-    with tempfile.TemporaryDirectory() as tmp:
-        for label, overrides in variants.items():
-            config = build_config({**overrides, "dataset": "cifar10", "epochs": epochs, "width": width,
-                                   "runs_dir": tmp, "lr": 0.05, "device": str(device)})
-            started = time.perf_counter()
-            result = train(config, data=tiled, quiet=True)
-            total = time.perf_counter() - started
-            rows = result.epochs
-            steady = rows[1:] or rows  # the first epoch pays for warm-up (and compilation)
-            ips = statistics.median(r["images_per_s"] for r in steady)
-            out[label] = {"epochs": epochs, "batch_size": runs.load_run(result.run_dir).config["batch_size"],
-                          "total_seconds": total, "seconds_per_epoch": statistics.median(r["seconds"] for r in steady),
-                          "train_images_per_s": ips, "compile_seconds": rows[0].get("compile_seconds"),
-                          "mfu": ips * TRAIN_FLOP_PER_IMAGE / peak if peak and width == 64 else None}
     return out

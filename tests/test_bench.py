@@ -1,7 +1,6 @@
 """The bench's measurements run end to end on tiny sizes and report sane numbers."""
 
 import numpy as np
-import torch
 
 from bench import training
 from bench.__main__ import render
@@ -38,20 +37,6 @@ def test_table_reports_grad_cam_per_image_and_rerenders_a_saved_result(tmp_path,
     assert main(["--render", str(saved)]) == 0
     row = next(line for line in capsys.readouterr().out.splitlines() if "ms per image" in line)
     assert row.rstrip(" |").endswith("100")
-
-
-def test_epoch_timing_runs_both_presets_and_reports_them(sample):
-    """The GPU section of `make bench`, run tiny on the CPU so its code is exercised without a GPU."""
-    result = training.gpu_epochs(sample, epochs=2, images=256, width=4, device=torch.device("cpu"))
-    assert result["s11"]["batch_size"] == 64
-    assert result["fast"]["batch_size"] == 8  # 256 images: the fast preset's floor of 32 steps per epoch
-    for preset in ("s11", "fast"):
-        p = result[preset]
-        # the epoch's time holds its training time (256 images at the training rate) and evaluation
-        assert 256 / p["train_images_per_s"] < p["seconds_per_epoch"] < p["total_seconds"]
-        assert p["mfu"] is None  # no bf16 peak for a CPU
-    table = render({"device": "cpu", "machine": "x", "torch": "t", "total_seconds": 1.0, "gpu": result})
-    assert "fast on CPU" in table and "256 images/epoch, batch 8" in table
 
 
 def test_an_out_path_in_a_missing_folder_is_refused_before_any_work(tmp_path, capsys):
