@@ -10,6 +10,7 @@ import dataclasses
 import difflib
 import tomllib
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -277,11 +278,22 @@ def fit_batch_to_dataset(config: TrainConfig, train_images: int, processes: int 
     return dataclasses.replace(config, batch_size=batch), note
 
 
-def config_from_dict(values: dict[str, Any]) -> TrainConfig:
-    """Rebuild a saved config (resume); unknown keys from newer versions are refused clearly."""
-    unknown = [k for k in values if k not in FIELD_TYPES]
-    if unknown:
-        raise ConfigError("; ".join(unknown_key_message(k) for k in unknown))
-    config = TrainConfig(**{k: coerce(k, v) for k, v in values.items()})
-    validate(config)
-    return config
+def config_from_dict(values: dict[str, Any], source: Path | None = None, problems: Sequence[str] = ()
+                     ) -> TrainConfig:
+    """Rebuild a saved config (resume). Any bad value is refused, named with its field and the file
+    (`source`) it sits in, before anything else is tried: a default standing in for it would only
+    fail later, blamed on something else. `problems` are those the run's reader found in the file
+    (the values it dropped); unknown keys, from newer versions, are refused too."""
+    found = list(problems)
+    found += [unknown_key_message(k) for k in values if k not in FIELD_TYPES]
+    if not found:
+        try:
+            config = TrainConfig(**{k: coerce(k, v) for k, v in values.items()})
+            validate(config)
+            return config
+        except ConfigError as exc:
+            found = str(exc).splitlines()
+    if source is None:
+        raise ConfigError("\n".join(found))
+    raise ConfigError("\n".join(f"{source}: {problem}; correct that value there, or train a new run; "
+                                 "the run was left untouched" for problem in found))

@@ -76,7 +76,8 @@ def resume(run_dir: Path, quiet: bool = False) -> TrainResult:
         raise ValueError(f"run {run.id} is already complete; nothing to resume")
     if run.config is None or run.dataset is None:
         raise ValueError(f"run {run.id} lacks its config.json or dataset.json, so it cannot be resumed")
-    config = config_from_dict(run.config)
+    config = config_from_dict(run.config, source=run.path / runs.CONFIG_JSON,
+                              problems=[p.message for p in run.problems if p.file == runs.CONFIG_JSON])
     path = run.resume_state_path()
     state = checkpoint.load_resume_state(path)
     config, world, device, data = prepare_run(config, None, quiet, fit_batch=False)

@@ -5,6 +5,7 @@ folder stays byte for byte as it was. A state that fits continues the run exactl
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import signal
 import subprocess
@@ -106,6 +107,30 @@ def test_the_cli_refuses_a_bad_state_in_one_error_line(tmp_path, stopped_run):
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "wrong shapes" in lines[0], result.stderr
+    assert snapshot(run_dir) == before
+
+
+@pytest.mark.parametrize("field, value, fix", [
+    ("width", -4, "an integer in [1, 100000]"),  # dropped by the reader, so a default would take its place
+    ("momentum", 2.0, "momentum must be in [0, 1)"),  # read as a number, refused by the config's checks
+    ("anneal_strategy", "cubic", "anneal_strategy must be linear or cos"),
+])
+def test_an_invalid_value_in_config_json_is_named_and_nothing_changes(tmp_path, stopped_run, field, value, fix):
+    """The config is checked before the resume state: a bad value is named with its file, not
+    reported as the state's wrong tensor shapes."""
+    run_dir = tmp_path / stopped_run.name
+    shutil.copytree(stopped_run, run_dir)
+    config_file = run_dir / runs.CONFIG_JSON
+    config_file.write_text(json.dumps({**json.loads(config_file.read_text()), field: value}))
+    before = snapshot(run_dir)
+    result = subprocess.run([sys.executable, "-m", "engine", "resume", run_dir.name, "--runs-dir", str(tmp_path)],
+                            cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "shapes" not in lines[0] and runs.RESUME_STATE not in lines[0]
+    assert field in lines[0] and repr(value) in lines[0] and fix in lines[0]
+    assert str(config_file) in lines[0] and "untouched" in lines[0], lines[0]
     assert snapshot(run_dir) == before
 
 
