@@ -32,9 +32,9 @@ else
 	$(VENV)/bin/torchrun --standalone --nproc_per_node $(NPROC) -m engine train --runs-dir $(RUNS_DIR) $(ARGS)
 endif
 
-resume: install  ## continue an interrupted run: make resume RUN=<run-id>
-	@test -n "$(RUN)" || (echo "usage: make resume RUN=<run-id> (run ids: $(CMD) list --runs-dir $(RUNS_DIR))" && exit 2)
-	$(CMD) resume $(RUN) --runs-dir $(RUNS_DIR)
+resume: install  ## continue an interrupted run: make resume RUN=<run id, a unique start of one, or a run name>
+	@test -n "$(RUN)" || (echo "usage: make resume RUN=<run id, a unique start of one, or a run name> (runs: $(CMD) list --runs-dir $(RUNS_DIR))" && exit 2)
+	$(CMD) resume "$(RUN)" --runs-dir $(RUNS_DIR)
 
 dashboard: install  ## the browser app over runs/ (RUNS_DIR=... for another folder)
 	$(CMD) dashboard --runs-dir $(RUNS_DIR) $(ARGS)

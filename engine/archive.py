@@ -6,7 +6,8 @@ corrupted or lying archive is refused, not half imported), and every member must
 or folder inside a run folder whose name is a run id. The archive may hold one run (what `export`
 writes) or several (`tar -C runs -czf all.tar.gz .`, whose `./` prefixes are fine); top-level
 plain files such as a README are skipped and named. Runs are unpacked into a hidden staging
-folder and renamed into place all together; a run whose id is taken lands under a fresh id."""
+folder and renamed into place all together; a run whose id is taken lands under a fresh id,
+which its run.json then holds too."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from engine import commands, runs, safe_io
+from engine.run_reader import JSON_CAP
 
 MAX_MEMBERS = 10_000
 MAX_TOTAL_BYTES = 8 * 1024**3
@@ -32,17 +34,24 @@ class ArchiveError(ValueError):
 
 @dataclass
 class Imported:
-    """What an import did: the new run folders, and the top-level entries it left out."""
+    """What an import did: the new run folders, the top-level entries it left out, and for each
+    run given a fresh id (its own was taken) that id -> the id it had in the archive."""
 
     runs: list[Path]
     skipped: list[str] = field(default_factory=list)
+    renamed: dict[str, str] = field(default_factory=dict)
 
 
-def export_run(run_dir: Path, out: Path | None = None, with_checkpoints: bool = False) -> Path:
+def export_run(run_dir: Path, out: Path | None = None, with_checkpoints: bool = False,
+               overwrite: bool = False) -> Path:
+    """Pack `run_dir` into `out` (default: RUN_ID.tar.gz here); an existing file is replaced only
+    when `overwrite` says so, and then atomically."""
     run_dir = Path(run_dir)
     out = Path(out) if out else Path(f"{run_dir.name}.tar.gz")
     if out.is_dir():
         raise ArchiveError(f"{runs.printable(out)} is a folder; pass a file name such as {run_dir.name}.tar.gz")
+    if os.path.lexists(out) and not overwrite:
+        raise ArchiveError(f"{runs.printable(out)} exists; pass --force to replace it, or -o another file name")
 
     def keep(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
         parts = PurePosixPath(info.name).parts
@@ -167,6 +176,18 @@ def _select(members: list[tarfile.TarInfo]) -> tuple[list[tarfile.TarInfo], list
     return chosen, tops, sorted(skipped)
 
 
+def _record_new_id(staged: Path, run_id: str) -> None:
+    """A copy under a fresh id says so in its run.json (atomically, before it is moved into
+    place); a run.json that is no JSON object is left for the reader to report as damaged."""
+    path = staged / runs.RUN_JSON
+    try:
+        meta = safe_io.read_json(path, JSON_CAP)
+    except safe_io.Unreadable:
+        return
+    if isinstance(meta, dict):
+        safe_io.atomic_write_json(path, {**meta, "id": run_id})
+
+
 def _fresh_id(run_id: str, runs_dir: Path, taken: set[str]) -> str:
     """The run's own id, or a new one with the same name part when that id is already taken."""
     fresh = run_id
@@ -204,6 +225,7 @@ def _place(tar: tarfile.TarFile, chosen: list[tarfile.TarInfo], tops: list[str],
     created = [p for p in (runs_dir, *runs_dir.parents) if not p.exists()]
     runs_dir.mkdir(parents=True, exist_ok=True)
     moved: list[tuple[Path, Path]] = []
+    renamed: dict[str, str] = {}
     try:
         with tempfile.TemporaryDirectory(dir=runs_dir, prefix=".import-") as staging:
             try:
@@ -213,6 +235,9 @@ def _place(tar: tarfile.TarFile, chosen: list[tarfile.TarInfo], tops: list[str],
                     staged = Path(staging, top)
                     target = runs_dir / _fresh_id(top, runs_dir, taken)
                     taken.add(target.name)
+                    if target.name != top:
+                        _record_new_id(staged, target.name)
+                        renamed[target.name] = top
                     try:
                         staged.rename(target)
                     except OSError as exc:
@@ -227,7 +252,7 @@ def _place(tar: tarfile.TarFile, chosen: list[tarfile.TarInfo], tops: list[str],
         for path in created:
             path.rmdir()
         raise
-    return Imported([target for target, _ in moved], skipped)
+    return Imported([target for target, _ in moved], skipped, renamed)
 
 
 def _with_archive(archive: Path, runs_dir: Path, one_run: bool) -> Imported:

@@ -2,15 +2,21 @@
 dashboard.
 
 Every config field is a flag of `train`, with the help text written beside the field. Every
-failure is one `error: ...` line on stderr and exit status 2; text read from a run reaches the
-terminal through `runs.printable`, so a hostile name cannot drive it."""
+failure is one `error: ...` line on stderr and exit status 2, a mistyped command line included
+(the unknown flag named, with the nearest ones); a run is named by its id, a unique start of its
+id, or its name (`runs.find_run`). Text read from a run reaches the terminal through
+`runs.printable`, so a hostile name cannot drive it."""
 
 from __future__ import annotations
 
 import argparse
+import difflib
+import errno
 import importlib.util
 import os
+import socket
 import sys
+import typing
 from pathlib import Path
 
 from engine import commands, runs
@@ -20,6 +26,41 @@ from engine.config import FIELD_HELP, FIELD_TYPES, TrainConfig, base_type, build
 EXIT_FAILED = 1
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
+RUN_HELP = "the run: its id, a unique start of its id, or its name (see `list`)"
+
+
+class UsageError(Exception):
+    """A command line that cannot be parsed; each line of the message is one problem and its fix."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with its refusals as one `error:` line naming the help to read (instead of the
+    usage text and an exit from inside the parser)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        raise UsageError(f"{message}; `{help_command(self)}` shows how")
+
+
+def help_command(parser: argparse.ArgumentParser) -> str:
+    """`resnet-runs SUBCOMMAND --help`, spelled to be pasted."""
+    return commands.command(*parser.prog.split()[1:], "--help")
+
+
+def unknown_arguments(parser: argparse.ArgumentParser, extras: list[str]) -> str:
+    """One line per unknown flag of a subcommand, with the nearest of its flags; a stray word
+    when there is no unknown flag to blame it on."""
+    flags = [f for action in parser._actions for f in action.option_strings]
+    unknown = [word.split("=", 1)[0] for word in extras if word.startswith("-")]
+    command = commands.command(*parser.prog.split()[1:])
+    if not unknown:
+        return (f"`{command}` got an unexpected argument {runs.printable(extras[0])!r}; "
+                f"`{help_command(parser)}` shows how")
+    lines = []
+    for flag in unknown:
+        nearest = difflib.get_close_matches(flag, flags, n=3, cutoff=0.6)
+        hint = f"; did you mean {' or '.join(nearest)}?" if nearest else ""
+        lines.append(f"`{command}` has no flag {runs.printable(flag)}{hint} (`{help_command(parser)}` lists them)")
+    return "\n".join(lines)
 
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -27,7 +68,10 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
     for name, annotation in FIELD_TYPES.items():
         flag = "--" + name.replace("_", "-")
         kind = base_type(annotation)
-        text = f"{FIELD_HELP[name]} (default: {getattr(defaults, name)})".replace("%", "%%")
+        text = FIELD_HELP[name]  # a help that says what its default means keeps that, not "None"
+        if "(default:" not in text:
+            text += f" (default: {getattr(defaults, name)})"
+        text = text.replace("%", "%%")
         if kind is bool:
             parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction,
                                 default=argparse.SUPPRESS, help=text)
@@ -60,13 +104,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_resume(args: argparse.Namespace) -> int:
     from engine.train import resume
 
-    run_dir = runs.resolve_run_dir(Path(args.runs_dir), args.run)
+    run_dir = runs.find_run(Path(args.runs_dir), args.run)
     return _outcome(lambda: resume(run_dir))
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    run_dir = runs.resolve_run_dir(Path(args.runs_dir), args.run)
-    out = export_run(run_dir, Path(args.output) if args.output else None, args.with_checkpoints)
+    run_dir = runs.find_run(Path(args.runs_dir), args.run)
+    out = export_run(run_dir, Path(args.output) if args.output else None, args.with_checkpoints,
+                     overwrite=args.force)
     print(f"wrote {runs.printable(out)} ({out.stat().st_size / 1e6:.1f} MB)")
     return 0
 
@@ -74,7 +119,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     done = import_runs(Path(args.archive), Path(args.runs_dir))
     for path in done.runs:
-        print(f"imported as {runs.printable(path)}")
+        taken = done.renamed.get(path.name)
+        note = f" (the id {runs.printable(taken)} is taken, so this copy has a new id)" if taken else ""
+        print(f"imported as {runs.printable(path)}{note}")
     for name in done.skipped:
         print(f"skipped {runs.printable(name)} (not a run folder)")
     return 0
@@ -85,41 +132,74 @@ def _cell(value: object, width: int) -> str:
     return text if len(text) <= width else text[:width - 1] + "~"
 
 
+def _percent(fraction: float | None) -> str:
+    return "-" if fraction is None else f"{fraction:.2%}"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds:.1f}s" if seconds < 60 else f"{seconds / 60:.1f}m" if seconds < 3600 else f"{seconds / 3600:.1f}h"
+
+
 def _problem_lines(run: runs.Run, indent: str) -> list[str]:
     """One line per problem, naming the file: `damaged: epochs.jsonl: line 3 ...`."""
     return [f"{indent}{'damaged' if p.damage else 'note'}: {runs.printable(p)}" for p in run.problems]
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    found = runs.list_runs(Path(args.runs_dir))
+    found = runs.list_runs(runs.runs_folder(Path(args.runs_dir)))
     if not found:
         print(f"no runs in {runs.printable(args.runs_dir)}/ yet; start one with "
               f"`{commands.command('train', '--preset', 'demo', runs_dir=args.runs_dir)}`")
         return 0
-    header = (f"{'id':<34} {'name':<16} {'status':<20} {'dataset':<24} {'epochs':>7} {'best acc':>9} "
-              f"{'final acc':>9}")
+    rows = []
+    for run in found:  # ids and names whole, since either can be typed to name a run
+        s = run.summary()
+        rows.append((run, runs.printable(s["id"]), runs.printable(s["name"]),
+                     f"{s['status']} (damaged)" if run.damaged else s["status"], _cell(s["dataset"] or "-", 24),
+                     f"{s['epochs_done']}/{s['epochs_planned'] or '?'}", _percent(s["best_test_acc"]),
+                     _percent(s["final_test_acc"])))
+    id_width = max(len("id"), *(len(row[1]) for row in rows))
+    name_width = max(len("name"), *(len(row[2]) for row in rows))
+    header = (f"{'id':<{id_width}}  {'name':<{name_width}}  {'status':<21} {'dataset':<24} {'epochs':>7} "
+              f"{'best acc':>9} {'final acc':>9}")
     print(header)
     print("-" * len(header))
-    for run in found:
-        s = run.summary()
-        status = f"{s['status']} (damaged)" if run.damaged else s["status"]
-        epochs = f"{s['epochs_done']}/{s['epochs_planned'] or '?'}"
-        best = f"{s['best_test_acc']:.2%}" if s["best_test_acc"] is not None else "-"
-        final = f"{s['final_test_acc']:.2%}" if s["final_test_acc"] is not None else "-"
-        print(f"{_cell(s['id'], 34):<34} {_cell(s['name'], 16):<16} {_cell(status, 20):<20} "
-              f"{_cell(s['dataset'] or '-', 24):<24} {epochs:>7} {best:>9} {final:>9}")
+    for run, run_id, name, status, dataset, epochs, best, final in rows:
+        print(f"{run_id:<{id_width}}  {name:<{name_width}}  {status:<21} {dataset:<24} {epochs:>7} {best:>9} "
+              f"{final:>9}")
         for line in _problem_lines(run, "    "):
             print(line)
     return 0
 
 
+def _max_lr(run: runs.Run) -> str:
+    """The max LR trained with, and where it came from."""
+    if run.used_lr is None:
+        return "-"
+    source = "LR range test" if (run.lr_finder or {}).get("used_lr") else "set with --lr"
+    return f"{run.used_lr:.3g} ({source})"
+
+
 def cmd_show(args: argparse.Namespace) -> int:
-    run = runs.load_run(runs.resolve_run_dir(Path(args.runs_dir), args.run))
-    for key, value in run.summary().items():
-        if key not in ("damaged", "warnings"):
-            print(f"{key:>16}: {runs.printable(value)}")
+    run = runs.load_run(runs.find_run(Path(args.runs_dir), args.run))
+    s = run.summary()
+    best = _percent(s["best_test_acc"]) + (f" (epoch {s['best_epoch']})" if s["best_epoch"] is not None else "")
+    figures = {"id": s["id"], "name": s["name"], "status": s["status"], "error": s["error"],
+               "dataset": s["dataset"], "epochs": f"{s['epochs_done']}/{s['epochs_planned'] or '?'}",
+               "best test acc": best, "final test acc": _percent(s["final_test_acc"]), "max LR": _max_lr(run),
+               "train time": _duration(s["train_seconds"]), "duration": _duration(s["duration_seconds"]),
+               "device": s["device"], "created": s["created"], "fingerprint": s["fingerprint"]}
+    for label, value in figures.items():
+        if label != "error" or value:
+            print(f"{label:>16}: {runs.printable('-' if value is None else value)}")
     for line in _problem_lines(run, " " * 9):
         print(line)
+    if run.config is not None:
+        print(f"{'config':>16}:")
+        for key, value in run.config.items():
+            print(f"{'':>18}{runs.printable(key)}: {runs.printable('-' if value is None else value)}")
     return 0
 
 
@@ -131,10 +211,43 @@ def dashboard_app() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "app.py"
 
 
+def check_port(address: str, port: int) -> None:
+    """Refuse a port the dashboard cannot listen on before it announces itself: Streamlit would
+    print its address first and fail after. Bound as Tornado binds (SO_REUSEADDR), so only a
+    listener refuses it, not a connection closing."""
+    if not 1 <= port <= 65535:
+        raise ValueError(f"--port {port} is not a port number; choose one in 1-65535, e.g. --port 8501")
+    try:
+        family, kind, proto, _, where = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError):
+        raise ValueError(f"--address {runs.printable(address)!r} is not an address of this machine; "
+                         "use 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)") from None
+
+    def refusal(candidate: int) -> OSError | None:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((where[0], candidate, *where[2:]))
+            except OSError as exc:
+                return exc
+        return None
+
+    problem = refusal(port)
+    if problem is None:
+        return
+    if problem.errno == errno.EADDRINUSE:
+        free = next((p for p in range(port + 1, min(port + 50, 65536)) if refusal(p) is None), None)
+        other = f"; choose another with --port, e.g. --port {free}" if free else "; choose another with --port"
+        raise ValueError(f"--port {port} is taken on {runs.printable(address)} (another dashboard?){other}")
+    raise ValueError(f"cannot listen on {runs.printable(address)} --port {port} ({problem.strerror or problem}); "
+                     "check --address and --port")
+
+
 def cmd_dashboard(args: argparse.Namespace) -> int:
     runs_dir = Path(args.runs_dir).absolute()
     if runs_dir.exists() and not runs_dir.is_dir():
         raise ValueError(f"{runs.printable(runs_dir)} is a file, not a runs folder")
+    check_port(args.address, args.port)
     # The safe defaults of .streamlit/config.toml, as flags so they hold from any directory.
     argv = [sys.executable, "-m", "streamlit", "run", str(dashboard_app()),
             "--server.address", args.address, "--server.port", str(args.port),
@@ -153,7 +266,7 @@ def _runs_dir_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog=commands.PROG,
         description="Train ResNet18 on CIFAR-10, keep every run in a runs folder, look at them in the browser.",
     )
@@ -166,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=cmd_train)
 
     resume = sub.add_parser("resume", help="continue an interrupted run from its last completed epoch")
-    resume.add_argument("run", help="a run id from `list`")
+    resume.add_argument("run", help=RUN_HELP)
     _runs_dir_flag(resume)
     resume.set_defaults(func=cmd_resume)
 
@@ -174,14 +287,15 @@ def build_parser() -> argparse.ArgumentParser:
     _runs_dir_flag(listing)
     listing.set_defaults(func=cmd_list)
 
-    show = sub.add_parser("show", help="the key figures of one run")
-    show.add_argument("run", help="a run id from `list`")
+    show = sub.add_parser("show", help="the key figures and the config of one run")
+    show.add_argument("run", help=RUN_HELP)
     _runs_dir_flag(show)
     show.set_defaults(func=cmd_show)
 
     export = sub.add_parser("export", help="pack one run into a .tar.gz to share")
-    export.add_argument("run", help="a run id from `list`")
+    export.add_argument("run", help=RUN_HELP)
     export.add_argument("-o", "--output", help="archive path (default: RUN_ID.tar.gz)")
+    export.add_argument("--force", action="store_true", help="replace the archive file if it exists")
     export.add_argument("--with-checkpoints", action="store_true", help="include the weights (tens of MB)")
     _runs_dir_flag(export)
     export.set_defaults(func=cmd_export)
@@ -197,13 +311,34 @@ def build_parser() -> argparse.ArgumentParser:
     _runs_dir_flag(dashboard)
     dashboard.add_argument("--address", default="127.0.0.1",
                            help="interface to listen on; 0.0.0.0 lets anyone who reaches the port read your runs")
-    dashboard.add_argument("--port", type=int, default=8501)
+    dashboard.add_argument("--port", type=int, default=8501, help="port to listen on (default: 8501)")
     dashboard.set_defaults(func=cmd_dashboard)
     return parser
 
 
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    """The parsed command line; UsageError for a mistyped one, naming the unknown command or flag."""
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    subcommands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    if argv and not argv[0].startswith("-") and argv[0] not in subcommands:
+        nearest = difflib.get_close_matches(argv[0], subcommands, n=2, cutoff=0.5)
+        hint = f"; did you mean {' or '.join(nearest)}?" if nearest else ""
+        raise UsageError(f"unknown command {runs.printable(argv[0])!r}{hint} "
+                         f"(`{commands.command('--help')}` lists them)")
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        raise UsageError(unknown_arguments(subcommands[args.command], extras))
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = parse(argv)
+    except UsageError as exc:
+        for line in str(exc).splitlines():
+            print(f"error: {runs.printable(line)}", file=sys.stderr)
+        return EXIT_ERROR
     try:
         code = args.func(args)
         sys.stdout.flush()
@@ -214,6 +349,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, runs.RunFormatError, OSError) as exc:  # config, dataset, archive, checkpoint, run
         for line in str(exc).splitlines() or [type(exc).__name__]:
             print(f"error: {runs.printable(line)}", file=sys.stderr)
+        for line in getattr(exc, "details", []):  # what the error line refers to (the runs a reference fits)
+            print(line, file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("error: stopped (Ctrl-C)", file=sys.stderr)

@@ -11,6 +11,7 @@ fingerprints a whole run for its summary row. docs/run-format.md is the contract
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -75,6 +76,7 @@ __all__ = [  # the run format's public names; callers import them from here
     "read_epochs", "read_lr_finder", "read_lr_finder_steps", "read_meta", "read_model_summary",
     "read_model_summary_text", "read_predictions", "read_steps", "read_test_images", "read_train_samples",
     "resolve_run_dir", "run_dirs", "run_id_suffix", "run_stamp", "short_id", "slugify", "writer_alive",
+    "AmbiguousRun", "find_run", "runs_folder",
 ]
 
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")  # use fullmatch; \Z refuses "id\n"
@@ -146,6 +148,65 @@ def resolve_run_dir(runs_dir: Path, run: str) -> Path:
     if not (resolved / RUN_JSON).is_file():
         raise RunFormatError(f"no run {printable(resolved.name)!r} in {runs_root}; {_see_list(runs_dir)}")
     return resolved
+
+
+MAX_CANDIDATES = 20  # the runs an ambiguous reference lists
+
+
+class AmbiguousRun(RunFormatError):
+    """A reference that fits several runs; `details` lists them, one indented line each."""
+
+    def __init__(self, message: str, details: list[str]):
+        super().__init__(message)
+        self.details = details
+
+
+def runs_folder(runs_dir: Path) -> Path:
+    """The runs folder a command reads, refused when it is not there: a mistyped path, not an
+    empty folder."""
+    root = Path(runs_dir)
+    if not root.is_dir():
+        what = "is not a folder" if root.exists() else "does not exist"
+        raise RunFormatError(f"the runs folder {printable(root)} {what}; pass the right one with --runs-dir")
+    return root
+
+
+def find_run(runs_dir: Path, reference: str) -> Path:
+    """The run folder a person means, wherever a command takes a run: a whole id (or a path to a
+    run folder), else the one run whose id starts with `reference` or whose name is `reference`.
+    When several fit, AmbiguousRun lists them. A reference that is not a whole id costs one look
+    at the folder's listing, and a read of the run.json of the runs it may name."""
+    root = runs_folder(runs_dir)
+    path = Path(reference)
+    if not reference or "\x00" in reference or len(path.parts) > 1 or path.is_absolute():
+        return resolve_run_dir(root, reference)  # a path, or no reference at all: its own checks
+    if is_run_id(reference) and (root / reference / RUN_JSON).is_file():
+        return resolve_run_dir(root, reference)
+    slug = slugify(reference)
+
+    def maybe_named(run_id: str) -> bool:  # a generated id ends in its name's slug: read only those
+        parts = parse_run_id(run_id)
+        return parts is None or parts[2] == slug
+
+    def name_of(folder: Path) -> str | None:
+        return (read_meta(folder)[0] or {}).get("name")
+
+    with os.scandir(root) as entries:  # names only: ten thousand runs cost one listing
+        ids = sorted((e.name for e in entries if not e.name.startswith(".")
+                      and (e.name.startswith(reference) or maybe_named(e.name))), reverse=True)
+    found = [root / run_id for run_id in ids if (root / run_id / RUN_JSON).is_file()
+             and (run_id.startswith(reference) or name_of(root / run_id) == reference)]
+    if not found:
+        raise RunFormatError(f"no run {printable(reference)!r} in {printable(root)}: no run id starts with it "
+                             f"and no run has that name; {_see_list(runs_dir)}")
+    if len(found) > 1:
+        details = [f"  {printable(folder.name)}  {printable(name_of(folder) or '')}"
+                   for folder in found[:MAX_CANDIDATES]]
+        if len(found) > MAX_CANDIDATES:
+            details.append(f"  ... and {len(found) - MAX_CANDIDATES} more; {_see_list(runs_dir)}")
+        raise AmbiguousRun(f"{printable(reference)!r} matches {len(found)} runs; give more of the id, "
+                           "or the whole id of one of these:", details)
+    return resolve_run_dir(root, found[0].name)
 
 
 # ---------------------------------------------------------------- reading a run

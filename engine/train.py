@@ -65,7 +65,7 @@ def train(config: TrainConfig, data: ImageDataset | None = None, quiet: bool = F
                 writer.write_train_samples(*train_samples(data, config))
         return fit(config, data, model, device, world, writer, stop, quiet)
 
-    return _supervised(writer, world, device, quiet, work)
+    return _supervised(writer, world, device, quiet, work, config=config)
 
 
 def resume(run_dir: Path, quiet: bool = False) -> TrainResult:
@@ -96,11 +96,11 @@ def resume(run_dir: Path, quiet: bool = False) -> TrainResult:
     if world.is_main and not quiet:
         tqdm.write(f"resuming {run.path} after epoch {int(state['epoch'])} of {config.epochs}")
     return _supervised(writer, world, device, quiet,
-                       lambda stop: fit(config, data, model, device, world, writer, stop, quiet, state))
+                       lambda stop: fit(config, data, model, device, world, writer, stop, quiet, state), config=config)
 
 
 def _supervised(writer: runs.RunWriter | None, world: World, device: torch.device, quiet: bool,
-                work: Callable[[StopRequest], list[dict]]) -> TrainResult:
+                work: Callable[[StopRequest], list[dict]], config: TrainConfig) -> TrainResult:
     """Run `work` and record truthfully how it ended; the run folder is always left readable.
     Ctrl-C and SIGTERM only request a stop, which `work` honours at its next safe point."""
     quiet = quiet or not world.is_main
@@ -109,8 +109,7 @@ def _supervised(writer: runs.RunWriter | None, world: World, device: torch.devic
     if path:
         say(f"run {path}")
     if device.type == "cpu":
-        say("No GPU found: training on the CPU, which is slow for ResNet18. For a quick look use "
-            "`make demo`, or shorten the run with --epochs, --train-subset, --max-steps or --width.")
+        say(cpu_note(config))
     with StopRequest(announce=not quiet) as stop:
         try:
             epochs = work(stop)
@@ -137,6 +136,16 @@ def _supervised(writer: runs.RunWriter | None, world: World, device: torch.devic
             if writer is not None:
                 writer.release()
             distributed.shutdown(world)
+
+
+def cpu_note(config: TrainConfig) -> str:
+    """What a run on the CPU is told: the demo, as a command that works pasted (not `make demo`,
+    which only the checkout has), unless this run is the demo."""
+    if config.preset == "demo":
+        return "No GPU found: training on the CPU."
+    demo = commands.command("train", "--preset", "demo", runs_dir=config.runs_dir)
+    return ("No GPU found: training on the CPU, which is slow for ResNet18. For a quick look try "
+            f"`{demo}`, or shorten the run with --epochs, --train-subset, --max-steps or --width.")
 
 
 def resume_command(run_dir: Path) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -253,7 +254,26 @@ def test_an_import_never_overwrites_and_keeps_the_name(shared, tmp_path, capsys)
     assert first[0] == second[0] == 0
     ids = sorted(p.name for p in target.iterdir())
     assert len(ids) == 2 and len({runs.run_id_suffix(i) for i in ids}) == 1
-    assert all(tree(target / i) == {k.split("/", 1)[1]: v for k, v in files.items()} for i in ids)
+    shared_files = {k.split("/", 1)[1]: v for k, v in files.items()}
+    for run_id in ids:  # the same files; only the copy's run.json names its new id
+        copied = tree(target / run_id)
+        assert json.loads(copied.pop(runs.RUN_JSON)) == {**json.loads(shared_files[runs.RUN_JSON]), "id": run_id}
+        assert copied == {k: v for k, v in shared_files.items() if k != runs.RUN_JSON}
+
+
+def test_an_import_whose_id_is_taken_says_so_and_the_copy_knows_its_new_id(shared, tmp_path, capsys):
+    archive, files = shared
+    original = next(iter(files)).split("/")[0]
+    target = tmp_path / "runs"
+    assert import_cli(archive, target, capsys)[:2] == (0, f"imported as {target / original}\n")
+    code, out, err = import_cli(archive, target, capsys)
+    assert code == 0, err
+    [copy] = [p for p in target.iterdir() if p.name != original]
+    assert out == f"imported as {copy} (the id {original} is taken, so this copy has a new id)\n"
+    assert json.loads((copy / runs.RUN_JSON).read_text())["id"] == copy.name
+    run = runs.load_run(copy)
+    assert run.meta["id"] == run.id == copy.name and run.warnings == []
+    assert not [p for p in copy.rglob("*") if ".tmp-" in p.name]
 
 
 def imports_exactly_or_not_at_all(data: bytes, name: str, files: dict[str, bytes], tmp_path_factory) -> None:

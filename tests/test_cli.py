@@ -77,7 +77,7 @@ def test_names_and_errors_from_a_run_reach_the_terminal_escaped(tiny_run, tmp_pa
     assert main(["show", run.name, "--runs-dir", str(root)]) == 0
     out = capsys.readouterr().out
     assert_escaped(out)
-    assert all(re.match(r"^ *[a-z_]+: ", line) for line in out.splitlines()), out
+    assert all(re.match(r"^ *[A-Za-z_ ]+:( |$)", line) for line in out.splitlines()), out
     assert r"name: \x1b[2J\n| fake | row" in out and r"boom\x1b]0;owned\x07" in out
 
     archive = tmp_path / "shared.tar.gz"

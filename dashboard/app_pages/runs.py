@@ -3,13 +3,14 @@
 import streamlit as st
 
 from dashboard import data, widgets
+from engine import commands
 
 st.title("Runs")
 table = data.runs_table()
 if table.empty:
     widgets.no_runs_message()
-    st.caption("Train a run with `make demo`, or point the dashboard elsewhere with "
-               "`streamlit run dashboard/app.py -- --runs-dir PATH`.")
+    st.caption(f"Train a run with `{commands.command('train', '--preset', 'demo', runs_dir=data.runs_root())}`, "
+               f"or open another runs folder with `{commands.command('dashboard', '--runs-dir', 'PATH')}`.")
     st.stop()
 
 labels = data.run_labels()
