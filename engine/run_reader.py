@@ -1,4 +1,4 @@
-"""The layout of a run folder and one reader per file, each bounded and validated.
+"""One reader per file of a run folder, each bounded and validated (the names: engine/run_layout.py).
 
 Every reader takes the run folder and returns `(value, problems)`: the checked value (None or
 empty when the file is missing or bad) and a `Problem` per thing wrong, naming the file. Each
@@ -17,6 +17,26 @@ from typing import Any
 import numpy as np
 
 from engine import run_validate as check
+from engine.run_layout import (
+    CONFIG_JSON,
+    DATASET_JSON,
+    ENVIRONMENT_JSON,
+    EPOCHS_JSONL,
+    LR_FINDER_JSON,
+    LR_FINDER_STEPS_JSONL,
+    MODEL_SUMMARY_JSON,
+    MODEL_SUMMARY_TXT,
+    NOTE_TXT,
+    PREDICTION_TAGS,
+    ROLES,
+    RUN_JSON,
+    STEPS_JSONL,
+    SUMMARY_JSON,
+    TAGS_JSON,
+    TEST_IMAGES_NPY,
+    TRAIN_SAMPLES_NPZ,
+    prediction_file,
+)
 from engine.safe_io import (
     MiB,
     Unreadable,
@@ -30,27 +50,6 @@ from engine.safe_io import (
     read_json,
 )
 
-RUN_JSON = "run.json"
-CONFIG_JSON = "config.json"
-ENVIRONMENT_JSON = "environment.json"
-DATASET_JSON = "dataset.json"
-MODEL_SUMMARY_JSON = "model_summary.json"
-MODEL_SUMMARY_TXT = "model_summary.txt"
-LR_FINDER_JSON = "lr_finder.json"
-LR_FINDER_STEPS_JSONL = "lr_finder_steps.jsonl"
-EPOCHS_JSONL = "epochs.jsonl"
-STEPS_JSONL = "steps.jsonl"
-TEST_IMAGES_NPY = "test_images.npy"
-TRAIN_SAMPLES_NPZ = "train_samples.npz"
-PREDICTIONS_DIR = "predictions"
-CHECKPOINTS_DIR = "checkpoints"
-RESUME_STATE = "resume.pt"
-LOCK_FILE = ".lock"
-
-PREDICTION_TAGS = ("final", "best")
-CHECKPOINT_TAGS = ("final", "best")
-TAG_LABELS = {"final": "final epoch", "best": "best epoch"}
-
 # The largest file each reader accepts (for .npz: the members' uncompressed sizes together).
 # CIFAR-10 needs far less: its test images take 30 MB, a dump of 10,000 x 10 probs under 1 MB.
 JSON_CAP = 16 * MiB
@@ -60,16 +59,9 @@ LR_FINDER_STEPS_CAP = 16 * MiB  # a row is ~60 bytes: room for 250,000 range-tes
 TEST_IMAGES_CAP = 1024 * MiB  # memory-mapped, never read whole
 TRAIN_SAMPLES_CAP = 64 * MiB
 PREDICTIONS_CAP = 256 * MiB
-
-ROLES = {
-    "run": RUN_JSON, "config": CONFIG_JSON, "environment": ENVIRONMENT_JSON, "dataset": DATASET_JSON,
-    "model_summary": MODEL_SUMMARY_JSON, "model_summary_text": MODEL_SUMMARY_TXT, "lr_finder": LR_FINDER_JSON,
-    "lr_finder_steps": LR_FINDER_STEPS_JSONL, "epochs": EPOCHS_JSONL, "steps": STEPS_JSONL,
-    "test_images": TEST_IMAGES_NPY, "train_samples": TRAIN_SAMPLES_NPZ,
-    **{f"predictions/{t}": f"{PREDICTIONS_DIR}/{t}.npz" for t in PREDICTION_TAGS},
-    **{f"checkpoint/{t}": f"{CHECKPOINTS_DIR}/{t}.safetensors" for t in CHECKPOINT_TAGS},
-    "resume_state": f"{CHECKPOINTS_DIR}/{RESUME_STATE}",
-}
+TAGS_CAP = 64 * 1024
+NOTE_CAP = 4 * check.NOTE_MAX_CHARS  # UTF-8 takes at most 4 bytes a character
+SUMMARY_CAP = 1 * MiB
 
 
 @dataclass(frozen=True)
@@ -103,13 +95,13 @@ def _found(messages: list[str], file: str, limit: int = 3) -> list[Problem]:
     return out
 
 
-def _read_object(run_dir: Path, name: str, validate: Callable[[Any], tuple[dict | None, list[str]]]
-                 ) -> tuple[dict | None, list[Problem]]:
+def _read_object(run_dir: Path, name: str, validate: Callable[[Any], tuple[Any, list[str]]], cap: int = JSON_CAP
+                 ) -> tuple[Any, list[Problem]]:
     path = Path(run_dir) / name
     if not path.exists():
         return None, []
     try:
-        value, messages = validate(read_json(path, JSON_CAP))
+        value, messages = validate(read_json(path, cap))
     except Unreadable as exc:
         return None, [Problem(name, f"{exc}; ignored")]
     if value is None:
@@ -144,16 +136,47 @@ def read_lr_finder(run_dir: Path) -> tuple[dict | None, list[Problem]]:
     return _read_object(run_dir, LR_FINDER_JSON, check.lr_finder)
 
 
-def read_model_summary_text(run_dir: Path) -> tuple[str | None, list[Problem]]:
-    path = Path(run_dir) / MODEL_SUMMARY_TXT
+def read_tags(run_dir: Path) -> tuple[list[str], list[Problem]]:
+    """The run's tags (tags.json), checked; [] when there are none."""
+    tags, problems = _read_object(run_dir, TAGS_JSON, check.tags, TAGS_CAP)
+    return tags or [], problems
+
+
+def read_note(run_dir: Path) -> tuple[str, list[Problem]]:
+    """The run's note (note.txt, UTF-8 text); "" when there is none."""
+    text, problems = _read_text(run_dir, NOTE_TXT, NOTE_CAP)
+    if text is None:
+        return "", problems
+    text, messages = check.note(text)
+    return text or "", problems + [Problem(NOTE_TXT, f"{m}; ignored") for m in messages]
+
+
+def read_summary(run_dir: Path) -> tuple[dict | None, str | None]:
+    """summary.json as stored, checked whole: (summary, None), or (None, why it cannot be used:
+    missing or damaged). Whether it is still fresh is engine/run_summary.py's question."""
+    path = Path(run_dir) / SUMMARY_JSON
+    if not path.exists():
+        return None, "missing"
+    try:
+        return check.summary(read_json(path, SUMMARY_CAP))
+    except Unreadable as exc:
+        return None, str(exc)
+
+
+def _read_text(run_dir: Path, name: str, cap: int) -> tuple[str | None, list[Problem]]:
+    path = Path(run_dir) / name
     if not path.exists():
         return None, []
     try:
-        return read_bytes(path, JSON_CAP).decode("utf-8"), []
+        return read_bytes(path, cap).decode("utf-8"), []
     except Unreadable as exc:
-        return None, [Problem(MODEL_SUMMARY_TXT, f"{exc}; ignored")]
+        return None, [Problem(name, f"{exc}; ignored")]
     except UnicodeDecodeError:
-        return None, [Problem(MODEL_SUMMARY_TXT, "is not UTF-8 text; ignored")]
+        return None, [Problem(name, "is not UTF-8 text; ignored")]
+
+
+def read_model_summary_text(run_dir: Path) -> tuple[str | None, list[Problem]]:
+    return _read_text(run_dir, MODEL_SUMMARY_TXT, JSON_CAP)
 
 
 def _read_rows(run_dir: Path, name: str, cap: int, schema: dict, key: str, required: tuple[str, ...] = ()
@@ -242,10 +265,6 @@ def check_train_samples_header(run_dir: Path, image_shape: list[int] | None = No
     wrong = (f"lacks {missing}" if missing else check.images(*headers["images"], image_shape, "images")
              or check.images(*headers["augmented"], image_shape, "augmented images"))
     return [Problem(TRAIN_SAMPLES_NPZ, f"{wrong}; ignored")] if wrong else []
-
-
-def prediction_file(tag: str) -> str:
-    return f"{PREDICTIONS_DIR}/{tag}.npz"
 
 
 def check_prediction_header(run_dir: Path, tag: str, num_classes: int | None = None) -> list[Problem]:

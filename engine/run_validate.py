@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import typing
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -17,8 +18,8 @@ from typing import Any
 import numpy as np
 
 from engine.config import TrainConfig
+from engine.run_layout import STATUSES, SUMMARY_SOURCES, Status
 
-STATUSES = ("running", "completed", "failed", "interrupted")
 PREDICTION_KEYS = ("index", "label", "pred", "confidence", "probs", "loss")
 MAX_TEXT = 64 * 1024  # longest string kept from any JSON field (an error message, a command)
 MAX_INT = 2**63 - 1
@@ -245,6 +246,99 @@ def dataset(obj: Any) -> tuple[dict | None, list[str]]:
             problems.append(f"{key} has {len(clean[key])} values for {channels} channels; dropped")
             clean.pop(key)
     return clean, problems
+
+
+# ---------------------------------------------------------------- a person's tags and note
+
+# A tag: a letter, digit or `_`, then those or `.:/@-`; at most 64 characters. No spaces, commas
+# or a leading `+` / `-`, which `resnet-runs tag RUN +add -remove` reads as operations.
+TAG_PATTERN = re.compile(r"\w[\w.:/@-]{0,63}\Z")
+MAX_TAGS = 100
+NOTE_MAX_CHARS = 16_384
+
+
+def tag(v: Any) -> str:
+    if not isinstance(v, str) or TAG_PATTERN.match(v) is None:
+        raise Bad("a tag (a letter, digit or _, then those or .:/@-; at most 64 characters)")
+    return v
+
+
+def tags(obj: Any) -> tuple[list[str] | None, list[str]]:
+    """tags.json: a list of distinct tags; a bad one is dropped, past MAX_TAGS the rest too."""
+    if not isinstance(obj, list):
+        return None, [f"holds {type(obj).__name__}, not a list of tags"]
+    clean, problems = [], []
+    for value in obj:
+        try:
+            value = tag(value)
+        except Bad as exc:
+            problems.append(f"{shown(value)} is not {exc}; dropped")
+            continue
+        if value not in clean:
+            clean.append(value)
+    if len(clean) > MAX_TAGS:
+        problems.append(f"{len(clean)} tags, more than {MAX_TAGS}; the rest dropped")
+        clean = clean[:MAX_TAGS]
+    return clean, problems
+
+
+def note(value: str) -> tuple[str | None, list[str]]:
+    if len(value) > NOTE_MAX_CHARS:
+        return None, [f"holds {len(value)} characters, more than {NOTE_MAX_CHARS}"]
+    return value, []
+
+
+# ---------------------------------------------------------------- summary.json
+
+_stamp = nullable(list_of(integer(0), length=3))
+
+
+def _sources(v: Any) -> dict:
+    if not isinstance(v, dict) or set(v) != set(SUMMARY_SOURCES):
+        raise Bad(f"an object with exactly the keys {', '.join(SUMMARY_SOURCES)}")
+    return {k: _stamp(s) for k, s in v.items()}
+
+
+def _whole_config(v: Any) -> dict:
+    clean, problems = config(v)
+    if clean is None or problems:
+        raise Bad("a valid config")
+    return clean
+
+
+def _sweep(v: Any) -> Any:
+    """Null for now (issue 20 will name a run's sweep): a scalar or an object of scalars."""
+    if isinstance(v, dict):
+        return {text(256)(k): scalar(x) for k, x in v.items()}
+    return scalar(v)
+
+
+CURVE_POINTS = 100  # the summary's test-accuracy curve is cut down to at most this many points
+SUMMARY = {
+    "format_version": integer(1), "id": text(256), "name": text(1024), "status": one_of(*Status),
+    "error": nullable(text()), "dataset": nullable(text(4096)), "created": nullable(timestamp),
+    "finished": nullable(timestamp), "epochs_done": integer(0), "epochs_planned": nullable(integer(1, 1_000_000)),
+    "best_test_acc": nullable(number(0, 1)), "best_epoch": nullable(integer(1, 1_000_000)),
+    "final_test_acc": nullable(number(0, 1)), "final_test_loss": nullable(number(0)),
+    "final_train_acc": nullable(number(0, 1)), "final_train_loss": nullable(number(0)),
+    "used_lr": nullable(number(above=0)), "duration_seconds": nullable(number()), "train_seconds": nullable(number(0)),
+    "device": nullable(text(1024)), "fingerprint": nullable(text(128)), "config": nullable(_whole_config),
+    "tags": list_of(tag, MAX_TAGS), "note": text(NOTE_MAX_CHARS), "sweep": _sweep,
+    "test_acc_curve": list_of(nullable(number(0, 1)), CURVE_POINTS), "damaged": list_of(text(1024), 1000),
+    "warnings": list_of(text(), 1000), "sources": _sources,
+}
+
+
+def summary(obj: Any) -> tuple[dict | None, str | None]:
+    """summary.json is derived, so it is used whole or not at all: (the summary, None), or
+    (None, what is wrong) and the caller rebuilds it from the run's files."""
+    clean, problems = fields(obj, SUMMARY)
+    if clean is None:
+        return None, problems[0]
+    missing = [k for k in SUMMARY if k not in obj]
+    if problems or missing:
+        return None, problems[0] if problems else f"lacks {', '.join(missing)}"
+    return clean, None
 
 
 # ---------------------------------------------------------------- the JSON-lines rows

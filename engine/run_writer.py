@@ -6,26 +6,24 @@ exclusive lock on `.lock` for its lifetime. Import it from engine.runs.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
-import re
-import secrets
 import socket
 import time
-from collections.abc import Callable
-from datetime import datetime
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from engine.run_reader import (
+from engine.run_layout import (
     CHECKPOINTS_DIR,
     CONFIG_JSON,
     DATASET_JSON,
     ENVIRONMENT_JSON,
-    EPOCHS_CAP,
     EPOCHS_JSONL,
+    FORMAT_VERSION,
     LOCK_FILE,
     LR_FINDER_JSON,
     LR_FINDER_STEPS_JSONL,
@@ -33,48 +31,37 @@ from engine.run_reader import (
     MODEL_SUMMARY_TXT,
     PREDICTION_TAGS,
     PREDICTIONS_DIR,
-    RESUME_STATE,
     RUN_JSON,
-    STEPS_CAP,
+    STATUSES,
     STEPS_JSONL,
     TEST_IMAGES_NPY,
     TRAIN_SAMPLES_NPZ,
-    prediction_file,
-    read_meta,
+    Status,
+    checkpoint_path,
+    new_run_id,
+    prediction_path,
+    resume_state_path,
 )
-from engine.run_validate import PREDICTION_KEYS, STATUSES
+from engine.run_reader import EPOCHS_CAP, STEPS_CAP, read_meta
+from engine.run_validate import PREDICTION_KEYS
 from engine.safe_io import (
     append_jsonl,
     atomic_save,
     atomic_write_bytes,
     atomic_write_json,
+    is_temporary,
     parse_jsonl,
     read_bytes,
     to_strict_json,
     utc_now,
 )
 
-FORMAT_VERSION = 1
 LOCK_PATIENCE_S = 2.0  # a reader's lock probe lasts microseconds; a writer waits this long for it
 LOCK_RETRY_S = 0.02
 
 
 class RunFormatError(Exception):
     """A run folder or run id that cannot be used; the message says why and what to do."""
-
-
-def slugify(name: str) -> str:
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-._")
-    return slug[:40]
-
-
-def new_run_id(name: str = "") -> str:
-    """`YYYYMMDD-HHMMSS-xxxxxx[-slug]`: sortable by creation time, unique, safe as a folder name."""
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    run_id = f"{stamp}-{secrets.token_hex(3)}"
-    slug = slugify(name)
-    return f"{run_id}-{slug}" if slug else run_id
-
 
 
 def writer_alive(path: Path) -> bool:
@@ -94,6 +81,34 @@ def writer_alive(path: Path) -> bool:
         return False
 
 
+
+
+def take_lock(run_dir: Path, patience: float = LOCK_PATIENCE_S, wait: Callable[[float], Any] = time.sleep):
+    """Take a run's exclusive lock and return its open handle (closing it releases the lock). A
+    reader's shared probe (`writer_alive`) holds it for an instant, so retry for `patience`
+    seconds before deciding another process holds it, then refuse."""
+    handle = open(Path(run_dir) / LOCK_FILE, "a+")
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return handle
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                handle.close()
+                raise RunFormatError(f"run {Path(run_dir).name} is being written by another process; "
+                                     "wait for it or stop it") from None
+            wait(LOCK_RETRY_S)
+
+
+@contextlib.contextmanager
+def held_lock(run_dir: Path, patience: float = LOCK_PATIENCE_S) -> Iterator[None]:
+    """Hold a run's lock for a moment (to move the run): no writer can start meanwhile."""
+    handle = take_lock(run_dir, patience)
+    try:
+        yield
+    finally:
+        handle.close()
 
 
 class RunWriter:
@@ -120,12 +135,13 @@ class RunWriter:
         path.mkdir()
         (path / PREDICTIONS_DIR).mkdir()
         (path / CHECKPOINTS_DIR).mkdir()
-        meta = {"format_version": FORMAT_VERSION, "id": run_id, "name": name or run_id, "status": "running",
+        meta = {"format_version": FORMAT_VERSION, "id": run_id, "name": name or run_id, "status": Status.RUNNING,
                 "created": utc_now(), "finished": None, "error": None, "epochs_planned": epochs_planned,
                 "host": socket.gethostname(), "pid": os.getpid()}
         writer = cls(path, meta)
         writer.lock()
         writer.write_meta()
+        writer.update_summary()
         return writer
 
     @classmethod
@@ -137,29 +153,18 @@ class RunWriter:
             raise RunFormatError(f"run {path.name} cannot be reopened: {problems[0]}")
         writer = cls(path, meta)
         writer.lock()
-        for leftover in path.rglob(".*.tmp-*"):  # temporary files of a writer that was killed
-            leftover.unlink(missing_ok=True)
-        meta.update(status="running", finished=None, error=None, pid=os.getpid(),
+        for leftover in path.rglob(".*"):  # temporary files of a writer that was killed
+            if leftover.is_file() and is_temporary(leftover.name):
+                leftover.unlink(missing_ok=True)
+        meta.update(status=Status.RUNNING, finished=None, error=None, pid=os.getpid(),
                     host=socket.gethostname(), resumed=meta.get("resumed", 0) + 1)
         writer.write_meta()
+        writer.update_summary()
         return writer
 
     def lock(self, patience: float = LOCK_PATIENCE_S, wait: Callable[[float], Any] = time.sleep) -> None:
-        """Take the run's exclusive lock. A reader's shared probe (`writer_alive`) holds it for
-        an instant, so retry for `patience` seconds before deciding another writer has it."""
-        handle = open(self.path / LOCK_FILE, "a+")
-        deadline = time.monotonic() + patience
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    handle.close()
-                    raise RunFormatError(f"run {self.path.name} is being written by another process; "
-                                         "wait for it or stop it") from None
-                wait(LOCK_RETRY_S)
-        self._lock_handle = handle
+        """Take the run's exclusive lock (see `take_lock`)."""
+        self._lock_handle = take_lock(self.path, patience, wait)
 
     def release(self) -> None:
         if self._lock_handle is not None:
@@ -201,6 +206,7 @@ class RunWriter:
 
     def append_epoch(self, row: dict) -> None:
         append_jsonl(self.path / EPOCHS_JSONL, [row])
+        self.update_summary()
 
     def append_steps(self, rows: list[dict]) -> None:
         append_jsonl(self.path / STEPS_JSONL, rows)
@@ -210,10 +216,10 @@ class RunWriter:
         if tag not in PREDICTION_TAGS or missing:
             raise ValueError(f"prediction dump {tag!r}: tag must be one of {PREDICTION_TAGS}; lacks {sorted(missing)}")
         arrays = {k: arrays[k] for k in PREDICTION_KEYS}
-        atomic_save(self.path / prediction_file(tag), lambda tmp: np.savez(tmp, **arrays))
+        atomic_save(prediction_path(self.path, tag), lambda tmp: np.savez(tmp, **arrays))
 
     def checkpoint_path(self, tag: str) -> Path:
-        return self.path / CHECKPOINTS_DIR / f"{tag}.safetensors"
+        return checkpoint_path(self.path, tag)
 
     def write_checkpoint(self, tag: str, state_dict: dict, metadata: dict[str, str]) -> None:
         from safetensors.torch import save_file
@@ -223,7 +229,7 @@ class RunWriter:
 
     @property
     def resume_state_path(self) -> Path:
-        return self.path / CHECKPOINTS_DIR / RESUME_STATE
+        return resume_state_path(self.path)
 
     def write_resume_state(self, state: dict) -> None:
         """The torch file `resume` needs (tensors and plain containers only), saved atomically."""
@@ -241,13 +247,26 @@ class RunWriter:
             rows, _, _ = parse_jsonl(read_bytes(path, cap))
             kept = [r for r in rows if isinstance(r, dict) and type(r.get(key)) is int and r[key] <= last]
             atomic_write_bytes(path, "".join(to_strict_json(r) + "\n" for r in kept).encode())
+        self.update_summary()
 
     def finish(self, status: str, error: str | None = None) -> None:
-        if status not in STATUSES:
-            raise ValueError(f"status {status!r} is not one of {STATUSES}")
-        self.meta.update(status=status, finished=utc_now(), error=error)
+        if status not in STATUSES or status == Status.RUNNING:
+            raise ValueError(f"status {status!r} is not one of {', '.join(STATUSES[1:])}")
+        self.meta.update(status=Status(status), finished=utc_now(), error=error)
         self.write_meta()
+        self.update_summary()  # before the lock goes, so no reader takes the run for a killed one
         self.release()
+
+    def update_summary(self) -> None:
+        """Rewrite summary.json from the run's files (at creation, at each epoch's end and at each
+        status change). It is derived: when this write fails, readers rebuild it, so a full disk
+        here never fails the training."""
+        from engine.run_summary import write_summary  # run_summary reads through engine.runs, which imports us
+
+        try:
+            write_summary(self.path)
+        except OSError:
+            pass
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:

@@ -12,7 +12,6 @@ fingerprints a whole run for its summary row. docs/run-format.md is the contract
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,28 +20,51 @@ from pathlib import Path
 import numpy as np
 
 from engine import commands
-from engine import run_reader as reader
-from engine.run_reader import (
+from engine import run_layout as layout
+from engine.run_layout import (
+    ARCHIVE_DIR,
+    BEST,
     CHECKPOINT_TAGS,
     CHECKPOINTS_DIR,
     CONFIG_JSON,
     DATASET_JSON,
     ENVIRONMENT_JSON,
     EPOCHS_JSONL,
+    FINAL,
+    FORMAT_VERSION,
+    INDEX_CACHE,
+    LOAD_ROLES,
     LOCK_FILE,
     LR_FINDER_JSON,
     LR_FINDER_STEPS_JSONL,
     MODEL_SUMMARY_JSON,
     MODEL_SUMMARY_TXT,
+    NOTE_TXT,
     PREDICTION_TAGS,
     PREDICTIONS_DIR,
     RESUME_STATE,
     ROLES,
+    RUN_ID_PATTERN,
     RUN_JSON,
+    STATUSES,
     STEPS_JSONL,
+    SUMMARY_JSON,
     TAG_LABELS,
+    TAGS_JSON,
     TEST_IMAGES_NPY,
     TRAIN_SAMPLES_NPZ,
+    Status,
+    archive_dir,
+    checkpoint_file,
+    is_run_id,
+    new_run_id,
+    parse_run_id,
+    prediction_file,
+    run_id_suffix,
+    short_id,
+    slugify,
+)
+from engine.run_reader import (
     Problem,
     check_prediction_header,
     check_train_samples_header,
@@ -57,14 +79,16 @@ from engine.run_reader import (
     read_meta,
     read_model_summary,
     read_model_summary_text,
+    read_note,
     read_predictions,
     read_steps,
+    read_tags,
     read_test_images,
     read_train_samples,
     stored_images_shape,
 )
-from engine.run_validate import PREDICTION_KEYS, STATUSES
-from engine.run_writer import FORMAT_VERSION, RunFormatError, RunWriter, new_run_id, slugify, writer_alive
+from engine.run_validate import PREDICTION_KEYS
+from engine.run_writer import RunFormatError, RunWriter, writer_alive
 
 __all__ = [  # the run format's public names; callers import them from here
     "CHECKPOINT_TAGS", "CHECKPOINTS_DIR", "CONFIG_JSON", "DATASET_JSON", "ENVIRONMENT_JSON", "EPOCHS_JSONL",
@@ -77,38 +101,14 @@ __all__ = [  # the run format's public names; callers import them from here
     "read_model_summary_text", "read_predictions", "read_steps", "read_test_images", "read_train_samples",
     "resolve_run_dir", "run_dirs", "run_id_suffix", "run_stamp", "short_id", "slugify", "writer_alive",
     "AmbiguousRun", "find_run", "runs_folder",
+    # run format 2 (engine/run_layout.py)
+    "ARCHIVE_DIR", "BEST", "FINAL", "INDEX_CACHE", "NOTE_TXT", "SUMMARY_JSON", "TAGS_JSON", "Status", "archive_dir",
+    "checkpoint_file", "prediction_file", "read_note", "read_tags",
 ]
 
-RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")  # use fullmatch; \Z refuses "id\n"
-# The files `load_run` reads (whole, or only their headers for the arrays).
-LOAD_ROLES = ("run", "config", "environment", "dataset", "model_summary", "lr_finder", "epochs", "test_images",
-              "train_samples", *(f"predictions/{tag}" for tag in PREDICTION_TAGS))
-_GENERATED_ID = re.compile(r"(\d{8}-\d{6})-([0-9a-f]{6})(?:-([A-Za-z0-9._-]+))?")
 
 
 # ---------------------------------------------------------------- ids, names, facts
-
-
-def is_run_id(text: object) -> bool:
-    return isinstance(text, str) and RUN_ID_PATTERN.fullmatch(text) is not None
-
-
-def parse_run_id(run_id: str) -> tuple[str, str, str] | None:
-    """(stamp `YYYYMMDD-HHMMSS`, random token, name slug or "") of a generated id, else None."""
-    found = _GENERATED_ID.fullmatch(run_id) if is_run_id(run_id) else None
-    return None if found is None else (found[1], found[2], found[3] or "")
-
-
-def short_id(run_id: str) -> str:
-    """Time of day plus token (`HHMMSS-xxxxxx`): tells apart two runs that share a name."""
-    parts = parse_run_id(run_id)
-    return run_id if parts is None else f"{parts[0][9:]}-{parts[1]}"
-
-
-def run_id_suffix(run_id: str) -> str:
-    """The name part of an id (its slug), or the whole id when it is not a generated one."""
-    parts = parse_run_id(run_id)
-    return run_id if parts is None else parts[2]
 
 
 def printable(text: object) -> str:
@@ -358,7 +358,7 @@ class Run:
         return text
 
     def prediction_tags(self) -> list[str]:
-        return [t for t in PREDICTION_TAGS if (self.path / reader.prediction_file(t)).exists()]
+        return [t for t in PREDICTION_TAGS if layout.prediction_path(self.path, t).exists()]
 
     def num_test_images(self) -> int | None:
         shape, _ = stored_images_shape(self.path, self.image_shape)
@@ -382,14 +382,14 @@ class Run:
         return samples
 
     def checkpoint_path(self, tag: str = "final") -> Path | None:
-        path = self.path / CHECKPOINTS_DIR / f"{tag}.safetensors"
+        path = layout.checkpoint_path(self.path, tag)
         return path if tag in CHECKPOINT_TAGS and path.is_file() else None
 
     def checkpoint_tags(self) -> list[str]:
         return [t for t in CHECKPOINT_TAGS if self.checkpoint_path(t)]
 
     def resume_state_path(self) -> Path:
-        return self.path / CHECKPOINTS_DIR / RESUME_STATE
+        return layout.resume_state_path(self.path)
 
 
 def load_run(run_dir: Path) -> Run:

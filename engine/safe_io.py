@@ -7,11 +7,13 @@ a short reason; the caller (engine/runs.py) names the file and turns it into a w
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import math
 import os
 import zipfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -19,6 +21,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 MiB = 1024**2
+TEMP_MARKER = ".tmp-"  # a file being written is `.NAME.tmp-PID[.SUFFIX]` beside its final name
 
 
 class Unreadable(ValueError):
@@ -40,7 +43,7 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 def atomic_save(path: Path, writer: Callable[[Path], Any]) -> None:
     """Let `writer(tmp_path)` produce the file, fsync it, then rename it into place."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{path.suffix}")
+    tmp = path.with_name(f".{path.name}{TEMP_MARKER}{os.getpid()}{path.suffix}")
     try:
         writer(tmp)
         with open(tmp, "rb+") as handle:
@@ -49,6 +52,23 @@ def atomic_save(path: Path, writer: Callable[[Path], Any]) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def is_temporary(name: str) -> bool:
+    """True for the name of an atomic write's temporary file (one a killed writer may leave)."""
+    return name.startswith(".") and TEMP_MARKER in name
+
+
+@contextlib.contextmanager
+def locked_folder(path: Path) -> Iterator[None]:
+    """Hold an exclusive flock on a folder itself (no lock file is created): serialises the
+    read-modify-write of small files in it between processes."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def append_jsonl(path: Path, rows: Iterable[dict]) -> None:
@@ -108,6 +128,16 @@ def file_stamp(path: Path) -> tuple[int, int] | None:
     except OSError:
         return None
     return (st.st_mtime_ns, st.st_size)
+
+
+def file_identity(path: Path | str) -> tuple[int, int, int] | None:
+    """(mtime in ns, size, inode) of a file, None when absent: the stamp plus the inode, which
+    every atomic replacement changes even within one tick of the clock."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
 # ---------------------------------------------------------------- bounded reading

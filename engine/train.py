@@ -27,6 +27,7 @@ from engine.evaluate import accuracy, predict
 from engine.lr_finder import range_test
 from engine.model import create_model, model_summary
 from engine.profiling import label
+from engine.run_layout import BEST, FINAL, Status
 
 STOPPED_BY_USER = "stopped by the user (Ctrl-C or SIGTERM)"
 TABLE_HEADER = ("| epoch |       lr |   time | train loss | train acc | test loss | test acc |\n"
@@ -72,7 +73,7 @@ def resume(run_dir: Path, quiet: bool = False) -> TrainResult:
     """Continue an interrupted or failed run from its last completed epoch. Everything is loaded
     and checked before the first file of the run changes: a refusal leaves the run as it was."""
     run = runs.load_run(run_dir)
-    if run.status == "completed":
+    if run.status == Status.COMPLETED:
         raise ValueError(f"run {run.id} is already complete; nothing to resume")
     if run.config is None or run.dataset is None:
         raise ValueError(f"run {run.id} lacks its config.json or dataset.json, so it cannot be resumed")
@@ -114,23 +115,23 @@ def _supervised(writer: runs.RunWriter | None, world: World, device: torch.devic
         try:
             epochs = work(stop)
             if writer is not None:
-                writer.finish("completed")
+                writer.finish(Status.COMPLETED)
             if path:
                 say(f"\nrun complete: {path}\n"
                     f"open it with: {commands.command('dashboard', runs_dir=path.parent)}")
-            return TrainResult(path, "completed", epochs)
+            return TrainResult(path, Status.COMPLETED, epochs)
         except (Stopped, KeyboardInterrupt):
             if writer is not None:
-                writer.finish("interrupted", STOPPED_BY_USER)
+                writer.finish(Status.INTERRUPTED, STOPPED_BY_USER)
             if path:
                 say(f"\ninterrupted; every completed epoch is kept in {path}\ncontinue it with: {resume_command(path)}")
-            return TrainResult(path, "interrupted")
+            return TrainResult(path, Status.INTERRUPTED)
         except BaseException as exc:
             reason = f"{exc.__class__.__name__}: {exc}"
             if isinstance(exc, torch.OutOfMemoryError):
                 reason = f"out of memory: {exc}. Lower --batch-size or --eval-batch-size"
             if writer is not None:
-                writer.finish("failed", reason)
+                writer.finish(Status.FAILED, reason)
             raise
         finally:
             if writer is not None:
@@ -370,11 +371,11 @@ def record_epoch(loop: Loop, row: dict, dump: dict, progress: Progress) -> None:
                         "num_classes": str(dump["probs"].shape[1]), "run_id": writer.path.name}
             weights = loop.eval_model.state_dict()
             if is_best:
-                writer.write_predictions("best", dump)
-                writer.write_checkpoint("best", weights, metadata)
+                writer.write_predictions(BEST, dump)
+                writer.write_checkpoint(BEST, weights, metadata)
             if epoch == loop.config.epochs:
-                writer.write_predictions("final", dump)
-                writer.write_checkpoint("final", weights, metadata)
+                writer.write_predictions(FINAL, dump)
+                writer.write_checkpoint(FINAL, weights, metadata)
         with label("epoch row and resume state writes"):
             writer.append_epoch(row)
             writer.write_resume_state(checkpoint.resume_state(progress.epoch, progress.step, progress.best_acc,
