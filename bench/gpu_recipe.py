@@ -27,10 +27,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import platform
+import shlex
 import statistics
 import sys
 import tempfile
 import time
+import traceback
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -110,8 +112,9 @@ def dynamo(enabled: bool):
 @dataclass
 class Launched:
     run_dir: Path | None
-    exit_code: int
+    exit_code: int | None  # None: the command raised (a CUDA or compiler error), `error` says what
     seconds: float  # the command's wall time, everything included
+    error: str | None = None
 
 
 def launch(flags: list[str], name: str, sizes: Sizes, dataset: Path, runs_dir: Path, epochs: int) -> Launched:
@@ -121,13 +124,18 @@ def launch(flags: list[str], name: str, sizes: Sizes, dataset: Path, runs_dir: P
     if sizes.lr_finder_iters:
         argv += ["--lr-finder-iters", str(sizes.lr_finder_iters)]
     before = set(runs.run_dirs(runs_dir))
-    print(f"[recipe] resnet-runs {' '.join(argv)}", flush=True)
+    print(f"[recipe] resnet-runs {shlex.join(argv)}", flush=True)
     started = time.perf_counter()
-    with dynamo(sizes.compile or "--compile" not in flags):
-        code = cli.main(argv)
+    code, error = None, None
+    try:
+        with dynamo(sizes.compile or "--compile" not in flags):
+            code = cli.main(argv)
+    except Exception as exc:  # the run records itself as failed; the recipe goes on with the next step
+        traceback.print_exc()
+        error = f"{type(exc).__name__}: {exc}"
     seconds = time.perf_counter() - started
     made = [path for path in runs.run_dirs(runs_dir) if path not in before]
-    return Launched(made[0] if made else None, code, seconds)
+    return Launched(made[0] if made else None, code, seconds, error)
 
 
 def train_flop_per_image(model_summary: dict) -> float:
@@ -142,7 +150,8 @@ def bf16_peak_flops(device: str) -> float | None:
 
 def epoch_figures(run: runs.Run, launched: Launched, test_images: int, peak: float | None) -> dict:
     """One variant's figures, from its run folder as the reader sees it."""
-    out = {"run_id": run.id, "status": run.status, "error": run.error, "total_seconds": launched.seconds}
+    out = {"run_id": run.id, "status": run.status, "error": launched.error or run.error,
+           "exit_code": launched.exit_code, "total_seconds": launched.seconds}
     rows = [row for row in run.epochs if row.get("seconds") and row.get("train_seconds")]
     if not rows:
         return out
@@ -265,7 +274,7 @@ def profile_fast_epoch(sizes: Sizes, dataset: Path, runs_dir: Path, lr: float, o
     if trace:
         prof.export_chrome_trace(str(out / "profile-trace.json"))
     summary["processing_seconds"] = time.perf_counter() - started
-    summary["exit_code"] = launched.exit_code
+    summary.update(exit_code=launched.exit_code, error=launched.error)
     summary["steps"] = sizes.profile_steps or "all"
     if launched.run_dir is not None:
         run = runs.load_run(launched.run_dir)
@@ -280,8 +289,8 @@ def profile_fast_epoch(sizes: Sizes, dataset: Path, runs_dir: Path, lr: float, o
 
 def run_recipe(sizes: Sizes, sample: Path, out: Path, variants: list[str], profile: bool = True,
                trace: bool = False, save: Callable[[dict], None] = lambda results: None) -> dict:
-    """Everything, in order of value; `save` gets the results after every step. Stops after a
-    run that did not complete (Ctrl-C or SIGTERM end a run as interrupted)."""
+    """Everything, in order of value; `save` gets the results after every step. A run that fails
+    is recorded and the next step runs; an interrupted one (Ctrl-C, SIGTERM) ends the recipe."""
     device = pick_device(sizes.device)
     name = device_name(device)
     started = time.perf_counter()
@@ -294,27 +303,28 @@ def run_recipe(sizes: Sizes, sample: Path, out: Path, variants: list[str], profi
                             else None, "images_per_epoch": sizes.train_images, "test_images": sizes.test_images,
                             "width": sizes.width}
     checks = results["run_checks"] = {}
-    stopped = False
+    codes = []
     for label in variants:
         launched = launch(VARIANTS[label], f"recipe {label}", sizes, dataset, runs_dir, sizes.epochs)
+        codes.append(launched.exit_code)
         if launched.run_dir is None:
-            gpu[label] = {"exit_code": launched.exit_code, "error": "no run folder was made (the command refused)"}
-            stopped = True
+            gpu[label] = {"exit_code": launched.exit_code,
+                          "error": launched.error or "no run folder was made (the command refused; see the log)"}
         else:
-            gpu[label] = {**epoch_figures(runs.load_run(launched.run_dir), launched, sizes.test_images,
-                                          gpu["bf16_peak_flops"]), "exit_code": launched.exit_code}
+            gpu[label] = epoch_figures(runs.load_run(launched.run_dir), launched, sizes.test_images,
+                                       gpu["bf16_peak_flops"])
             checks[label] = check_run(launched.run_dir)
-            stopped = launched.exit_code != 0
         save(results)
-        if stopped:
+        if launched.exit_code == cli.EXIT_INTERRUPTED:
             break
-    if profile and not stopped:
+    if profile and cli.EXIT_INTERRUPTED not in codes:
         lr = (gpu.get("fast") or {}).get("max_lr") or 0.05
         results["profile"] = profile_fast_epoch(sizes, dataset, runs_dir, lr, out, trace)
+        codes.append(results["profile"]["exit_code"])
         if results["profile"].get("run_id"):
             checks["profile"] = check_run(runs_dir / results["profile"]["run_id"])
-        stopped = results["profile"]["exit_code"] != 0
-    results["complete"] = not stopped and all(c["clean"] for c in checks.values())
+    results["complete"] = (len(codes) == len(variants) + profile and set(codes) == {0}
+                           and all(c["clean"] for c in checks.values()))
     results["total_seconds"] = time.perf_counter() - started
     save(results)
     return results

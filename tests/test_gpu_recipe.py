@@ -129,3 +129,20 @@ def test_the_full_recipe_refuses_without_a_gpu_and_without_the_sample(tmp_path, 
         assert "no CUDA GPU" in capsys.readouterr().err
     assert gpu_recipe.main(["--dry-run", "--sample", str(tmp_path / "absent.npz")]) == 2
     assert "absent" in capsys.readouterr().err and not list(tmp_path.iterdir())
+
+
+def test_a_failed_run_is_recorded_and_shown_not_fatal(tmp_path, sample):
+    """A variant that fails (here a loss gone to NaN) leaves its figures as 'failed' with the
+    reason, and the table shows it, so the recipe can go on to the next variant."""
+    from bench.__main__ import render
+
+    dataset = gpu_recipe.write_tiled_sample(SAMPLE, SIZES, tmp_path / "data")
+    launched = gpu_recipe.launch(["--preset", "s11", "--lr", "1e30", "--step-log-every", "1"], "diverges", SIZES,
+                                 dataset, tmp_path / "runs", epochs=2)
+    assert launched.exit_code == 1 and launched.run_dir is not None
+    figures = gpu_recipe.epoch_figures(runs.load_run(launched.run_dir), launched, SIZES.test_images, None)
+    assert figures["status"] == "failed" and "loss" in figures["error"] and "seconds_per_epoch" not in figures
+    assert not gpu_recipe.check_run(launched.run_dir)["clean"]
+    table = render({"device": "cpu", "machine": "x", "torch": "t", "total_seconds": 1.0,
+                    "gpu": {"device_name": "CPU", "s11": figures}})
+    assert "| s11 on CPU" in table and "failed: TrainingFailed: the training loss became NaN" in table
