@@ -12,6 +12,7 @@ import fcntl
 import json
 import math
 import os
+import secrets
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
@@ -21,7 +22,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 MiB = 1024**2
-TEMP_MARKER = ".tmp-"  # a file being written is `.NAME.tmp-PID[.SUFFIX]` beside its final name
+TEMP_MARKER = ".tmp-"  # a file being written is `.NAME.tmp-PID-RANDOM[.SUFFIX]` beside its final name
 
 
 class Unreadable(ValueError):
@@ -43,7 +44,8 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 def atomic_save(path: Path, writer: Callable[[Path], Any]) -> None:
     """Let `writer(tmp_path)` produce the file, fsync it, then rename it into place."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}{TEMP_MARKER}{os.getpid()}{path.suffix}")
+    # unique per write, not only per process: two threads may write one file at once
+    tmp = path.with_name(f".{path.name}{TEMP_MARKER}{os.getpid()}-{secrets.token_hex(4)}{path.suffix}")
     try:
         writer(tmp)
         with open(tmp, "rb+") as handle:

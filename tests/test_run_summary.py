@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import threading
 
 import pytest
 
@@ -21,6 +22,7 @@ from engine.run_summary import (
     staleness,
     stored_summary_state,
     summary_of,
+    write_summary,
 )
 from engine.safe_io import atomic_write_json
 from tests.runs_for_tests import epoch_row, open_run, start_killable_writer, write_run
@@ -200,3 +202,38 @@ def test_staleness_compares_every_source_stamp(tmp_path):
     assert staleness(path, summary) is None
     os.utime(path / layout.DATASET_JSON, ns=(1, 1))  # the same bytes, another mtime
     assert staleness(path, summary) == "older than dataset.json"
+
+
+def test_a_file_replaced_within_one_tick_of_the_clock_is_still_seen(tmp_path):
+    """Same size, same mtime (a coarse clock): the atomic replacement's new inode gives it away."""
+    path = write_run(tmp_path, "tick", lr=0.1)
+    config = path / layout.CONFIG_JSON
+    before = os.stat(config)
+    text = config.read_text()
+    atomic_write_json(config, {**json.loads(text), "lr": 0.2})
+    assert len(config.read_text()) == len(text)
+    os.utime(config, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert stored_summary_state(path) == "older than config.json"
+    assert summary_of(path)["config"]["lr"] == 0.2
+
+
+def test_two_threads_rewriting_one_summary_never_tear_it(tmp_path):
+    """A dashboard serves several sessions from threads of one process: each write has its own
+    temporary file, so two rewrites of one summary at once cannot mix."""
+    path = write_run(tmp_path, "threads")
+    failures, seen = [], []
+
+    def rewrite():
+        try:
+            for _ in range(30):
+                write_summary(path)
+                seen.append(read_summary(path)[1])
+        except Exception as exc:  # noqa: BLE001 - any failure fails the test
+            failures.append(exc)
+
+    threads = [threading.Thread(target=rewrite) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert failures == [] and set(seen) == {None} and stored_summary_state(path) is None
