@@ -307,7 +307,7 @@ def bench_size(root: Path, n: int, repeats: int = 5) -> dict:
 def render(results: list[dict]) -> str:
     keys = [("first_load_no_cache_s", "first load, no cache (reads every summary.json; rebuilds torn, stale)"),
             ("first_load_summaries_s", "first load, cache off (every summary.json read and checked)"),
-            ("first_load_s", "first load from the cache (every run checked against its files)"),
+            ("first_load_s", "first load from the cache (a settled row trusted while its folder's mtime holds)"),
             ("first_load_fresh_process_s", "the same in a fresh process, imports included"),
             ("refresh_unchanged_s", "refresh, nothing changed"),
             ("refresh_after_tag_s", "refresh after one finished run was tagged"),
