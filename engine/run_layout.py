@@ -67,6 +67,17 @@ TAG_LABELS = {FINAL: "final epoch", BEST: "best epoch"}
 
 ARCHIVE_DIR = ".archive"  # archived runs, out of the tables; hidden, like every entry that is no run
 INDEX_CACHE = ".index.json"  # the index's cache of summaries; deleting it loses nothing
+SWEEPS_DIR = ".sweeps"  # one plan per sweep, <sweep id>.json (engine/sweep_plan.py), and its lock, <sweep id>.lock
+
+
+def sweep_plan_path(runs_dir: Path, sweep_id: str) -> Path:
+    """The plan of sweep `sweep_id` (its trials and their parameters) in `runs_dir`."""
+    return Path(runs_dir) / SWEEPS_DIR / f"{sweep_id}.json"
+
+
+def sweep_lock_path(runs_dir: Path, sweep_id: str) -> Path:
+    """Held (flock) by the process running sweep `sweep_id`, so two never run one sweep's trials."""
+    return Path(runs_dir) / SWEEPS_DIR / f"{sweep_id}.lock"
 
 
 def prediction_file(tag: str) -> str:

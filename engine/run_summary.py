@@ -70,7 +70,7 @@ def build_summary(run_dir: Path, stamps: dict[str, list[int] | None] | None = No
         "final_train_acc": last.get("train_acc"), "final_train_loss": last.get("train_loss"),
         "used_lr": run.used_lr, "duration_seconds": base["duration_seconds"], "train_seconds": base["train_seconds"],
         "device": run.device_name, "fingerprint": run.fingerprint, "tags": tags, "note": note,
-        "sweep": None,  # issue 20 names a run's sweep here
+        "sweep": (run.meta.get("sweep") or {}).get("id"),  # the sweep's id (run.json's sweep record), or None
         "config": run.config, "test_acc_curve": short_curve([row.get("test_acc") for row in run.epochs]),
         "damaged": sorted({p.file for p in problems if p.damage}), "warnings": [str(p) for p in problems],
         "format_version": FORMAT_VERSION, "sources": stamps,

@@ -145,11 +145,30 @@ def fields(obj: Any, schema: Mapping[str, Check], keep_unknown: Check | None = N
 
 # ---------------------------------------------------------------- the JSON files
 
+def _params(v: Any) -> dict:
+    if not isinstance(v, dict):
+        raise Bad("an object of config fields and values")
+    return {text(256)(k): scalar(x) for k, x in v.items()}
+
+
+_SWEEP_RECORD = {"id": text(256), "name": text(1024), "trial": integer(1, 1_000_000), "params": _params,
+                 "seed": integer()}
+
+
+def sweep_record(v: Any) -> dict:
+    """run.json's `sweep` (engine/sweep_plan.py): the sweep's id and name, the trial's number, its
+    swept parameters (field -> scalar) and its seed; all of it or none."""
+    clean, problems = fields(v, _SWEEP_RECORD)
+    if clean is None or problems or set(clean) != set(_SWEEP_RECORD):
+        raise Bad("a sweep record (id, name, trial, params, seed)")
+    return clean
+
+
 META = {
     "format_version": integer(1), "id": text(256), "name": text(1024), "status": one_of(*STATUSES),
     "created": timestamp, "finished": nullable(timestamp), "error": nullable(text()),
     "epochs_planned": integer(1, 1_000_000), "host": nullable(text(1024)), "pid": nullable(integer(0)),
-    "resumed": integer(0),
+    "resumed": integer(0), "sweep": nullable(sweep_record),
 }
 
 ENVIRONMENT = {

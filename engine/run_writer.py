@@ -127,7 +127,8 @@ class RunWriter:
         return self.path.name
 
     @classmethod
-    def create(cls, runs_dir: Path, name: str, epochs_planned: int) -> RunWriter:
+    def create(cls, runs_dir: Path, name: str, epochs_planned: int, sweep: dict | None = None) -> RunWriter:
+        """A new run folder; `sweep` (a trial's place in its sweep, engine/sweep_plan.py) goes into run.json."""
         runs_dir = Path(runs_dir)
         runs_dir.mkdir(parents=True, exist_ok=True)
         run_id = new_run_id(name)
@@ -138,6 +139,8 @@ class RunWriter:
         meta = {"format_version": FORMAT_VERSION, "id": run_id, "name": name or run_id, "status": Status.RUNNING,
                 "created": utc_now(), "finished": None, "error": None, "epochs_planned": epochs_planned,
                 "host": socket.gethostname(), "pid": os.getpid()}
+        if sweep is not None:
+            meta["sweep"] = sweep
         writer = cls(path, meta)
         writer.lock()
         writer.write_meta()

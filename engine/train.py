@@ -48,12 +48,15 @@ class TrainResult:
 # ---------------------------------------------------------------- starting and ending a run
 
 
-def train(config: TrainConfig, data: ImageDataset | None = None, quiet: bool = False) -> TrainResult:
-    """Train one run and record it under `config.runs_dir`. Returns the run folder and status."""
+def train(config: TrainConfig, data: ImageDataset | None = None, quiet: bool = False,
+          sweep: dict | None = None) -> TrainResult:
+    """Train one run and record it under `config.runs_dir`. Returns the run folder and status.
+    `sweep`: the trial's record when a sweep started the run, kept in its run.json."""
     config, world, device, data = prepare_run(config, data, quiet)
     distributed.init(world, device.type)
     model = create_model(len(data.classes), config.width)
-    writer = runs.RunWriter.create(Path(config.runs_dir), config.name, config.epochs) if world.is_main else None
+    writer = (runs.RunWriter.create(Path(config.runs_dir), config.name, config.epochs, sweep=sweep)
+              if world.is_main else None)
 
     def work(stop: StopRequest) -> list[dict]:
         if writer is not None:  # the files a run has before its first step
