@@ -1,5 +1,5 @@
-"""The `resnet-runs` command (also `python -m engine`): train, resume, list, show, export, import,
-dashboard.
+"""The `resnet-runs` command (also `python -m engine`): train, sweep, resume, list, show, export,
+import, dashboard.
 
 Every config field is a flag of `train`, with the help text written beside the field. Every
 failure is one `error: ...` line on stderr and exit status 2, a mistyped command line included
@@ -22,6 +22,7 @@ from pathlib import Path
 from engine import commands, runs
 from engine.archive import export_run, import_runs
 from engine.config import FIELD_HELP, FIELD_TYPES, TrainConfig, base_type, build_config
+from engine.run_layout import Status
 
 EXIT_FAILED = 1
 EXIT_ERROR = 2
@@ -106,6 +107,124 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
     run_dir = runs.find_run(Path(args.runs_dir), args.run)
     return _outcome(lambda: resume(run_dir))
+
+
+SWEEP_ONLY = ("grid", "random", "trials", "sweep_seed", "seeds", "config")
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """A new sweep (checked whole, its plan written, then its trials), or `--resume` of one."""
+    from engine import sweep
+    from engine.sweep_plan import SweepError, find_sweep, plan_sweep, request_from_command_line, write_plan
+
+    flags = {k: v for k, v in vars(args).items() if k in FIELD_TYPES}
+    if args.gpus_per_trial is not None and args.gpus_per_trial < 0:
+        raise SweepError(f"--gpus-per-trial {args.gpus_per_trial:g} is negative; give 0 (CPUs only) or more")
+    if args.resume:
+        given = [f"--{k.replace('_', '-')}" for k in (*flags, *SWEEP_ONLY)
+                 if k != "runs_dir" and getattr(args, k, None) not in (None, [])]
+        if given:
+            raise SweepError(f"--resume continues a sweep as it was planned; drop {', '.join(given)} (start a new "
+                             "sweep to change it)")
+        runs_dir = Path(flags.get("runs_dir") or commands.default_runs_dir())
+        plan = find_sweep(runs_dir, args.resume)
+        address = args.ray
+        _check_ray_options(address, args.gpus_per_trial, runs_dir)
+        with sweep.ray_session(address, args.gpus_per_trial) as ray, sweep.sweep_lock(runs_dir, plan.id):
+            states = sweep.trial_states(plan, runs_dir)
+            jobs = _placed(sweep.jobs_for(plan, runs_dir, states, quiet=ray is not None), address, runs_dir)
+            for state in states:
+                if state.status == Status.RUNNING:
+                    print(f"trial {state.trial.number}: run {state.run_id} is still running in another process; "
+                          "left to it")
+            if not jobs:
+                print(f"sweep {plan.id}: nothing left to run")
+                return _sweep_end(plan, runs_dir, sweep.SweepRun([], False), address)
+            print(f"sweep {plan.id}: {len(jobs)} of {len(plan.trials)} trials left "
+                  f"({sum(j.resume_dir is not None for j in jobs)} to continue from their last completed epoch)",
+                  flush=True)
+            return _sweep_end(plan, runs_dir, _run_jobs(plan, runs_dir, jobs, ray, {}), address)
+
+    environment = {"runs_dir": os.environ["RUNS_DIR"]} if os.environ.get("RUNS_DIR") else {}
+    request = request_from_command_line(flags, args.grid, args.random, args.trials, args.sweep_seed, args.seeds,
+                                        args.config, environment, args.ray, args.gpus_per_trial)
+    address = request.ray
+    runs_dir = Path(request.base.get("runs_dir") or TrainConfig().runs_dir)
+    _check_ray_options(address, request.gpus_per_trial, runs_dir)
+    if address:
+        sweep.import_ray(address == sweep.LOCAL)  # refused with the install command before any other work
+    plan = plan_sweep(request)
+    fresh = [sweep.TrialState(t, None, sweep.PENDING, None) for t in plan.trials]
+    jobs = _placed(sweep.jobs_for(plan, runs_dir, fresh, quiet=address is not None), address, runs_dir)
+    data = sweep.check_on_data(plan, jobs) if address in (None, sweep.LOCAL) else {}
+    with sweep.ray_session(address, request.gpus_per_trial) as ray, sweep.sweep_lock(runs_dir, plan.id):
+        path = write_plan(runs_dir, plan)
+        where = "one after another in this process" if ray is None else \
+            f"as Ray tasks ({address}, {ray.gpus_per_trial:g} GPUs each)"
+        print(f"sweep {plan.id}: {len(plan.trials)} trials, {where}; plan in {runs.printable(path)}", flush=True)
+        return _sweep_end(plan, runs_dir, _run_jobs(plan, runs_dir, jobs, ray, data), address)
+
+
+def _placed(jobs: list, address: str | None, runs_dir: Path) -> list:
+    """Jobs as a cluster's nodes need them: absolute paths (see `sweep.for_cluster`)."""
+    from engine import sweep
+
+    return sweep.for_cluster(jobs, runs_dir) if address and address != sweep.LOCAL else jobs
+
+
+def _check_ray_options(address: str | None, gpus: float | None, runs_dir: Path) -> None:
+    from engine.sweep import LOCAL
+    from engine.sweep_plan import SweepError
+
+    if gpus is not None and not address:
+        raise SweepError("--gpus-per-trial needs --ray (without Ray the trials run one after another here)")
+    if address is not None and not address.strip():
+        raise SweepError("--ray needs `local` (a Ray instance on this machine) or a cluster's address HOST:PORT")
+    if address and address != LOCAL and not runs_dir.is_absolute():
+        raise SweepError(f"--ray {address} with --runs-dir {runs_dir}: on a cluster every node writes into the runs "
+                         "folder, so give an absolute path on a filesystem every node shares, e.g. "
+                         f"--runs-dir {Path(runs_dir).absolute()}")
+
+
+def _run_jobs(plan, runs_dir: Path, jobs: list, ray, data: dict):
+    from engine import sweep
+
+    def report(outcome: sweep.Outcome) -> None:
+        print(runs.printable(sweep.outcome_line(plan, outcome)), flush=True)
+
+    def announce(job: sweep.Job) -> None:
+        trial = plan.trials[job.trial - 1]
+        what = f"continuing run {Path(job.resume_dir).name}" if job.resume_dir else "starting"
+        print(f"\ntrial {trial.number}/{len(plan.trials)} ({runs.printable(sweep.trial_label(trial))}): {what}",
+              flush=True)
+
+    if ray is None:
+        return sweep.run_here(jobs, data, report, announce)
+    return sweep.run_on_ray(ray, jobs, report, runs_dir, plan)
+
+
+def _sweep_end(plan, runs_dir: Path, done, address: str | None) -> int:
+    """The settings table, what is left and how to continue; 0 when every trial completed, 130
+    when stopped by the user, else 1."""
+    from engine import sweep
+
+    states = sweep.trial_states(plan, runs_dir)
+    print()
+    for line in sweep.settings_table(plan, states):
+        print(runs.printable(line))
+    completed = sum(s.status == Status.COMPLETED for s in states)
+    failed = [s for s in states if s.status == Status.FAILED]
+    left = len(states) - completed - len(failed)
+    print(f"\nsweep {plan.id}: {completed} of {len(states)} trials completed"
+          + (f", {len(failed)} failed" if failed else "") + (f", {left} left" if left else ""))
+    for state in failed:
+        print(f"  trial {state.trial.number} failed: {runs.printable(state.value('error') or '?')}; "
+              f"continue it by hand with `{commands.command('resume', state.run_id, runs_dir=runs_dir)}`")
+    if left:
+        print(f"continue it with: {sweep.resume_command(plan, runs_dir, address)}")
+    if done.stopped:
+        return EXIT_INTERRUPTED
+    return 0 if completed == len(states) else EXIT_FAILED
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -277,6 +396,33 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", metavar="FILE.toml", help="a TOML file of config fields")
     add_config_flags(train)
     train.set_defaults(func=cmd_train)
+
+    sweeping = sub.add_parser(
+        "sweep", help="train many runs: a grid, a random search, several seeds; here or on Ray",
+        description="Train one run per trial of a grid (--grid, repeatable: the product of the lists) and/or a "
+                    "seeded random search (--random with --trials), each setting with --seeds seeds. Every train "
+                    "flag sets the config under all trials; --name names the sweep. The whole sweep is checked "
+                    "before its first trial. A [sweep] section of the --config file takes the same keys (grid, "
+                    "random, trials, sweep_seed, seeds, name, ray, gpus_per_trial).")
+    sweeping.add_argument("--config", metavar="FILE.toml", help="a TOML file of config fields, and a [sweep] section")
+    sweeping.add_argument("--grid", action="append", default=[], metavar="FIELD=V1,V2,...",
+                          help="values of one config field; repeat for more fields (every combination is a trial)")
+    sweeping.add_argument("--random", action="append", default=[], metavar="FIELD=LOW:HIGH[:log]",
+                          help="a range of a number field, drawn --trials times (log: log-uniform)")
+    sweeping.add_argument("--trials", type=int, help="random draws (with --random)")
+    sweeping.add_argument("--sweep-seed", type=int, help="seed of the random draws (default: 0)")
+    sweeping.add_argument("--seeds", type=int, help="seeds per setting: --seed, --seed+1, ... (default: 1)")
+    sweeping.add_argument("--ray", metavar="ADDRESS|local",
+                          help="run trials as Ray tasks: `local` starts Ray on this machine (127.0.0.1 only); "
+                               "HOST:PORT joins a cluster (then --runs-dir must be an absolute path every node "
+                               "shares). Needs Ray: pip install \"resnet-runs[ray]\"")
+    sweeping.add_argument("--gpus-per-trial", type=float,
+                          help="GPUs per trial on Ray (default: 1 where the cluster has GPUs, else 0: CPUs only)")
+    sweeping.add_argument("--resume", metavar="SWEEP_ID",
+                          help="run what is left of a sweep (its id, a unique start of it, or its name): trials "
+                               "not started, and interrupted ones from their last completed epoch")
+    add_config_flags(sweeping)
+    sweeping.set_defaults(func=cmd_sweep)
 
     resume = sub.add_parser("resume", help="continue an interrupted run from its last completed epoch")
     resume.add_argument("run", help=RUN_HELP)
