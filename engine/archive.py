@@ -7,7 +7,8 @@ or folder inside a run folder whose name is a run id. The archive may hold one r
 writes) or several (`tar -C runs -czf all.tar.gz .`, whose `./` prefixes are fine); top-level
 plain files such as a README are skipped and named. Runs are unpacked into a hidden staging
 folder and renamed into place all together; a run whose id is taken lands under a fresh id,
-which its run.json then holds too."""
+which its run.json then holds too. The run's lock, temporary files and summary.json (derived, so
+rebuilt by the reader where the run lands) are left out both ways."""
 
 from __future__ import annotations
 
@@ -55,7 +56,7 @@ def export_run(run_dir: Path, out: Path | None = None, with_checkpoints: bool = 
 
     def keep(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
         parts = PurePosixPath(info.name).parts
-        if _left_out(parts[-1]):
+        if _left_out(parts):
             return None
         if not with_checkpoints and len(parts) > 1 and parts[1] == runs.CHECKPOINTS_DIR and info.isfile():
             return None
@@ -75,9 +76,12 @@ def export_run(run_dir: Path, out: Path | None = None, with_checkpoints: bool = 
     return out
 
 
-def _left_out(name: str) -> bool:
-    """The writer's lock and half-written temporary files are never shared."""
-    return name == runs.LOCK_FILE or ".tmp-" in name
+def _left_out(parts: tuple[str, ...]) -> bool:
+    """Never shared, in either direction: the writer's lock, half-written temporary files, and the
+    run's summary.json, which is derived from the run's files: the reader rebuilds it where the run
+    lands, so a summary written elsewhere is never trusted."""
+    name = parts[-1]
+    return name == runs.LOCK_FILE or safe_io.is_temporary(name) or parts[1:] == (runs.SUMMARY_JSON,)
 
 
 def _shown(name: str) -> str:
@@ -159,7 +163,7 @@ def _select(members: list[tarfile.TarInfo]) -> tuple[list[tarfile.TarInfo], list
                                    f"{commands.command('export', 'RUN_ID')}")
             skipped.add(top)
             continue
-        if not _left_out(parts[-1]):
+        if not _left_out(parts):
             chosen.append(member)
     for parts in kinds:
         for depth in range(1, len(parts)):

@@ -249,7 +249,7 @@ class Run:
 
     @property
     def status(self) -> str:
-        return self.meta.get("status", "unknown")
+        return self.meta.get("status", Status.UNKNOWN)
 
     @property
     def error(self) -> str | None:
@@ -364,7 +364,7 @@ class Run:
         shape, _ = stored_images_shape(self.path, self.image_shape)
         return None if shape is None else shape[0]
 
-    def predictions(self, tag: str = "final") -> dict[str, np.ndarray] | None:
+    def predictions(self, tag: str = FINAL) -> dict[str, np.ndarray] | None:
         """The test-set dump for `tag`, fully checked, or None (with a problem when damaged)."""
         dump, problems = read_predictions(self.path, tag, self.num_classes, self.num_test_images())
         self._note(problems)
@@ -381,7 +381,7 @@ class Run:
         self._note(problems)
         return samples
 
-    def checkpoint_path(self, tag: str = "final") -> Path | None:
+    def checkpoint_path(self, tag: str = FINAL) -> Path | None:
         path = layout.checkpoint_path(self.path, tag)
         return path if tag in CHECKPOINT_TAGS and path.is_file() else None
 
@@ -397,13 +397,13 @@ def load_run(run_dir: Path) -> Run:
     content: problems land in `Run.problems` (as text in `Run.warnings`)."""
     path = Path(run_dir)
     meta, problems = read_meta(path)
-    meta = meta if meta is not None else {"id": path.name, "status": "unknown"}
+    meta = meta if meta is not None else {"id": path.name, "status": Status.UNKNOWN}
     version = meta.get("format_version")
     if version is not None and version > FORMAT_VERSION:
         problems.append(Problem(RUN_JSON, f"written by a newer format (v{version}); upgrade to read all of it",
                                 damage=False))
-    if meta.get("status") == "running" and not writer_alive(path):
-        meta = {**meta, "status": "interrupted",
+    if meta.get("status") == Status.RUNNING and not writer_alive(path):
+        meta = {**meta, "status": Status.INTERRUPTED,
                 "error": meta.get("error") or "the training process ended without recording an end"}
     parts = {}
     for key, read in (("config", read_config), ("environment", read_environment), ("dataset", read_dataset),

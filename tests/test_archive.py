@@ -20,9 +20,11 @@ from hypothesis import strategies as st
 from engine import runs
 from engine.archive import export_run
 from engine.cli import main
+from engine.run_index import RunIndex
 from tests.conftest import PROJECT_ROOT
 
 RUN_ID = "20250101-000000-abcdef-shared"
+NOT_SHARED = (runs.LOCK_FILE, runs.SUMMARY_JSON)  # the summary is derived: rebuilt where the run lands
 
 
 def tree(root: Path) -> dict[str, bytes]:
@@ -172,8 +174,27 @@ def shared(tiny_run, tmp_path_factory) -> tuple[Path, dict[str, bytes]]:
 def test_export_then_import_gives_the_same_files(shared, tiny_run):
     _, files = shared
     expected = {f"{tiny_run.name}/{k}": v for k, v in tree(tiny_run).items()
-                if not k.startswith(runs.CHECKPOINTS_DIR + "/") and not k.endswith(runs.LOCK_FILE)}
+                if not k.startswith(runs.CHECKPOINTS_DIR + "/") and k not in NOT_SHARED}
     assert files == expected
+
+
+def test_a_summary_is_neither_exported_nor_imported_and_the_reader_builds_its_own(tiny_run, tmp_path, capsys):
+    """summary.json is derived from the run's files: one written elsewhere is never trusted."""
+    archive = export_run(tiny_run, tmp_path / "run.tar.gz")
+    with tarfile.open(archive) as tar:
+        names = tar.getnames()
+    assert f"{tiny_run.name}/{runs.RUN_JSON}" in names and f"{tiny_run.name}/{runs.SUMMARY_JSON}" not in names
+    forged = Path(shutil.copytree(tiny_run, tmp_path / "forged" / tiny_run.name,
+                                  ignore=shutil.ignore_patterns(runs.LOCK_FILE)))
+    summary = json.loads((forged / runs.SUMMARY_JSON).read_text())
+    (forged / runs.SUMMARY_JSON).write_text(json.dumps({**summary, "best_test_acc": 0.99, "name": "forged"}))
+    with tarfile.open(tmp_path / "forged.tar.gz", "w:gz") as tar:
+        tar.add(forged, arcname=forged.name)
+    code, _, err = import_cli(tmp_path / "forged.tar.gz", tmp_path / "runs", capsys)
+    imported = tmp_path / "runs" / tiny_run.name
+    assert code == 0 and not (imported / runs.SUMMARY_JSON).exists(), err
+    [row] = RunIndex(tmp_path / "runs").refresh()
+    assert row["name"] == "seed1" and row["best_test_acc"] == runs.load_run(tiny_run).best_epoch()[0] != 0.99
 
 
 @pytest.mark.skipif(shutil.which("tar") is None, reason="needs the tar command")
@@ -192,8 +213,7 @@ def test_a_runs_folder_packed_with_tar_dot_imports_every_run(runs_dir, tmp_path,
     assert sorted(p.name for p in target.iterdir()) == ids
     assert out.count("imported as") == len(ids) and "skipped README.md" in out
     for run_id in ids:
-        assert tree(target / run_id) == {k: v for k, v in tree(packed / run_id).items()
-                                         if not k.endswith(runs.LOCK_FILE)}
+        assert tree(target / run_id) == {k: v for k, v in tree(packed / run_id).items() if k not in NOT_SHARED}
     code, out, _ = import_cli(archive, target, capsys)  # again: every id is taken, fresh ids follow
     assert code == 0 and len(list(target.iterdir())) == 2 * len(ids)
 
