@@ -1,5 +1,5 @@
-"""The `resnet-runs` command (also `python -m engine`): train, sweep, resume, list, show, export,
-import, dashboard.
+"""The `resnet-runs` command (also `python -m engine`): train, sweep, resume, list, show, tag, note,
+archive, restore, export, import, dashboard.
 
 Every config field is a flag of `train`, with the help text written beside the field. Every
 failure is one `error: ...` line on stderr and exit status 2, a mistyped command line included
@@ -14,6 +14,7 @@ import difflib
 import errno
 import importlib.util
 import os
+import shutil
 import socket
 import sys
 import typing
@@ -22,7 +23,21 @@ from pathlib import Path
 from engine import commands, runs
 from engine.archive import export_run, import_runs
 from engine.config import FIELD_HELP, FIELD_TYPES, TrainConfig, base_type, build_config
-from engine.run_layout import Status
+from engine.run_curation import archive_run, parse_tag_changes, restore_run, set_note, set_tags
+from engine.run_index import RunIndex
+from engine.run_layout import ARCHIVE_DIR, Status, archive_dir
+from engine.run_listing import (
+    STATUS_NAMES,
+    Selection,
+    check_tags,
+    duration,
+    expression_refusal,
+    json_text,
+    parse_statuses,
+    percent,
+    table_lines,
+)
+from engine.run_query import CONFIG_FIELDS, QueryError, compile_query, config_keys
 
 EXIT_FAILED = 1
 EXIT_ERROR = 2
@@ -90,7 +105,7 @@ def _outcome(start_training) -> int:
     except TrainingFailed as exc:
         print(f"error: {runs.printable(exc)}; the run is recorded as failed", file=sys.stderr)
         return EXIT_FAILED
-    return 0 if result.status == "completed" else EXIT_INTERRUPTED
+    return 0 if result.status == Status.COMPLETED else EXIT_INTERRUPTED
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -246,50 +261,98 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cell(value: object, width: int) -> str:
-    text = runs.printable(value)
-    return text if len(text) <= width else text[:width - 1] + "~"
-
-
-def _percent(fraction: float | None) -> str:
-    return "-" if fraction is None else f"{fraction:.2%}"
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    return f"{seconds:.1f}s" if seconds < 60 else f"{seconds / 60:.1f}m" if seconds < 3600 else f"{seconds / 3600:.1f}h"
-
-
 def _problem_lines(run: runs.Run, indent: str) -> list[str]:
     """One line per problem, naming the file: `damaged: epochs.jsonl: line 3 ...`."""
     return [f"{indent}{'damaged' if p.damage else 'note'}: {runs.printable(p)}" for p in run.problems]
 
 
+def _unknown_name(error: QueryError) -> bool:
+    return error.message.startswith("unknown name")
+
+
 def cmd_list(args: argparse.Namespace) -> int:
-    found = runs.list_runs(runs.runs_folder(Path(args.runs_dir)))
-    if not found:
+    """The index's rows (one summary per run, not every file of every run), filtered; a table or JSON."""
+    selection = Selection(parse_statuses(args.status), check_tags(args.tag))  # refused before any reading
+    pending = None
+    if args.where is not None:
+        try:
+            selection = Selection(selection.statuses, selection.tags, compile_query(args.where))
+        except QueryError as exc:
+            if not _unknown_name(exc):
+                raise expression_refusal(exc) from None
+            pending = exc  # unless runs of another version have that config key: known once they are read
+    root = runs.runs_folder(Path(args.runs_dir))
+    folder = archive_dir(root) if args.archived else root
+    rows = RunIndex(folder).refresh() if folder.is_dir() else []
+    if pending is not None:
+        extra = config_keys(rows) - set(CONFIG_FIELDS)
+        try:
+            if not extra:
+                raise pending
+            selection = Selection(selection.statuses, selection.tags, compile_query(args.where, extra))
+        except QueryError as exc:
+            raise expression_refusal(exc) from None
+    shown = selection.apply(rows)
+    if args.json:
+        print(json_text(shown))
+    elif not rows and args.archived:
+        print(f"no archived runs in {runs.printable(folder)}/")
+    elif not rows:
         print(f"no runs in {runs.printable(args.runs_dir)}/ yet; start one with "
               f"`{commands.command('train', '--preset', 'demo', runs_dir=args.runs_dir)}`")
+    elif not shown:
+        print(f"none of the {len(rows)} runs in {runs.printable(folder)}/ matches {selection.describe()}")
+    else:
+        sys.stdout.write("\n".join(table_lines(shown, shutil.get_terminal_size().columns)) + "\n")
+    return 0
+
+
+def cmd_tag(args: argparse.Namespace) -> int:
+    """+TAG (or a bare TAG) adds, -TAG removes; no change prints the tags. Safe while the run trains."""
+    add, remove = parse_tag_changes(args.changes)  # a bad word is refused before anything is read
+    run_dir = runs.find_run(Path(args.runs_dir), args.run)
+    tags = set_tags(run_dir, add, remove) if args.changes else runs.read_tags(run_dir)[0]
+    run_id = runs.printable(run_dir.name)
+    print(f"tags of {run_id}: {runs.printable(', '.join(tags))}" if tags else f"{run_id} has no tags")
+    return 0
+
+
+def cmd_note(args: argparse.Namespace) -> int:
+    """Print the run's note, or replace it ("" clears it). Safe while the run trains."""
+    run_dir = runs.find_run(Path(args.runs_dir), args.run)
+    run_id = runs.printable(run_dir.name)
+    if args.text is None:
+        note, _ = runs.read_note(run_dir)
+        if note:
+            print("\n".join(runs.printable(line) for line in note.splitlines()))
+        else:
+            print(f"{run_id} has no note", file=sys.stderr)
         return 0
-    rows = []
-    for run in found:  # ids and names whole, since either can be typed to name a run
-        s = run.summary()
-        rows.append((run, runs.printable(s["id"]), runs.printable(s["name"]),
-                     f"{s['status']} (damaged)" if run.damaged else s["status"], _cell(s["dataset"] or "-", 24),
-                     f"{s['epochs_done']}/{s['epochs_planned'] or '?'}", _percent(s["best_test_acc"]),
-                     _percent(s["final_test_acc"])))
-    id_width = max(len("id"), *(len(row[1]) for row in rows))
-    name_width = max(len("name"), *(len(row[2]) for row in rows))
-    header = (f"{'id':<{id_width}}  {'name':<{name_width}}  {'status':<21} {'dataset':<24} {'epochs':>7} "
-              f"{'best acc':>9} {'final acc':>9}")
-    print(header)
-    print("-" * len(header))
-    for run, run_id, name, status, dataset, epochs, best, final in rows:
-        print(f"{run_id:<{id_width}}  {name:<{name_width}}  {status:<21} {dataset:<24} {epochs:>7} {best:>9} "
-              f"{final:>9}")
-        for line in _problem_lines(run, "    "):
-            print(line)
+    set_note(run_dir, args.text)
+    print(f"note of {run_id} saved ({len(args.text)} characters)" if args.text else f"note of {run_id} cleared")
+    return 0
+
+
+def cmd_archive(args: argparse.Namespace) -> int:
+    """Move a run into the runs folder's archive, out of the tables; nothing is deleted."""
+    root = runs.runs_folder(Path(args.runs_dir))
+    run_id = runs.find_run(root, args.run).name
+    archived = archive_run(root, run_id)
+    print(f"archived {runs.printable(run_id)} into {runs.printable(archived.parent)}/; "
+          f"`{commands.command('restore', run_id, runs_dir=args.runs_dir)}` brings it back")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    """Move an archived run back into the runs folder."""
+    root = runs.runs_folder(Path(args.runs_dir))
+    shelf = archive_dir(root)
+    if not shelf.is_dir():
+        raise runs.RunFormatError(f"no archived runs in {runs.printable(root)} (it has no {ARCHIVE_DIR} folder); "
+                                  "nothing to restore")
+    run_id = runs.find_run(shelf, args.run).name
+    restored = restore_run(root, run_id)
+    print(f"restored {runs.printable(run_id)} into {runs.printable(restored.parent)}/")
     return 0
 
 
@@ -304,11 +367,11 @@ def _max_lr(run: runs.Run) -> str:
 def cmd_show(args: argparse.Namespace) -> int:
     run = runs.load_run(runs.find_run(Path(args.runs_dir), args.run))
     s = run.summary()
-    best = _percent(s["best_test_acc"]) + (f" (epoch {s['best_epoch']})" if s["best_epoch"] is not None else "")
+    best = percent(s["best_test_acc"]) + (f" (epoch {s['best_epoch']})" if s["best_epoch"] is not None else "")
     figures = {"id": s["id"], "name": s["name"], "status": s["status"], "error": s["error"],
                "dataset": s["dataset"], "epochs": f"{s['epochs_done']}/{s['epochs_planned'] or '?'}",
-               "best test acc": best, "final test acc": _percent(s["final_test_acc"]), "max LR": _max_lr(run),
-               "train time": _duration(s["train_seconds"]), "duration": _duration(s["duration_seconds"]),
+               "best test acc": best, "final test acc": percent(s["final_test_acc"]), "max LR": _max_lr(run),
+               "train time": duration(s["train_seconds"]), "duration": duration(s["duration_seconds"]),
                "device": s["device"], "created": s["created"], "fingerprint": s["fingerprint"]}
     for label, value in figures.items():
         if label != "error" or value:
@@ -429,7 +492,26 @@ def build_parser() -> argparse.ArgumentParser:
     _runs_dir_flag(resume)
     resume.set_defaults(func=cmd_resume)
 
-    listing = sub.add_parser("list", help="a table of the runs in the runs folder")
+    listing = sub.add_parser(
+        "list", help="a table of the runs in the runs folder (or --json), filtered",
+        description="The runs, newest first, read from their summaries. The table shows whole ids and names, "
+                    "tags, damaged files, and, as far as the terminal's width allows, the settings that tell "
+                    "the listed runs apart. Filters combine: a run is listed when every one holds.")
+    listing.add_argument("--json", action="store_true",
+                         help="one JSON array instead of the table, one object per run (id, name, status, dataset, "
+                              "tags, note, sweep, epochs_done, epochs_planned, best_test_acc, final_test_acc, "
+                              "created, config, ...), for scripts")
+    listing.add_argument("--status", action="append", default=[], metavar="STATUS",
+                         help=f"only runs of this status ({', '.join(STATUS_NAMES)}); repeat it, or separate "
+                              "statuses with commas, for runs of any of them")
+    listing.add_argument("--tag", action="append", default=[], metavar="TAG",
+                         help="only runs tagged TAG; repeat it for runs that carry every one")
+    listing.add_argument("--where", metavar="EXPR",
+                         help="only runs for which EXPR holds, e.g. 'lr > 0.05 and best_test_acc > 0.6' or "
+                              "'\"baseline\" in tags'; names are summary fields and config fields (the "
+                              "dashboard's search takes the same expressions)")
+    listing.add_argument("--archived", action="store_true",
+                         help=f"list the archived runs (in the runs folder's {ARCHIVE_DIR} folder) instead")
     _runs_dir_flag(listing)
     listing.set_defaults(func=cmd_list)
 
@@ -437,6 +519,34 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("run", help=RUN_HELP)
     _runs_dir_flag(show)
     show.set_defaults(func=cmd_show)
+
+    tagging = sub.add_parser("tag", help="add and remove a run's tags (safe while it trains)",
+                             description="+TAG (or a bare TAG) adds a tag, -TAG removes one; without changes, "
+                                         "prints the run's tags. A tag is a letter, digit or _, then letters, "
+                                         "digits or . : / @ - _ (at most 64).")
+    tagging.add_argument("run", help=RUN_HELP)
+    tagging.add_argument("changes", nargs="*", metavar="+TAG|-TAG", help="the tags to add (+) and remove (-)")
+    _runs_dir_flag(tagging)
+    tagging.set_defaults(func=cmd_tag)
+
+    noting = sub.add_parser("note", help="print a run's note, or replace it (safe while it trains)")
+    noting.add_argument("run", help=RUN_HELP)
+    noting.add_argument("text", nargs="?", help='the new note (quote it; "" clears it); without it, the note is '
+                                                "printed")
+    _runs_dir_flag(noting)
+    noting.set_defaults(func=cmd_note)
+
+    archiving = sub.add_parser("archive", help=f"move a run out of the tables into the runs folder's {ARCHIVE_DIR} "
+                                               "folder (nothing is deleted; `restore` brings it back)")
+    archiving.add_argument("run", help=RUN_HELP)
+    _runs_dir_flag(archiving)
+    archiving.set_defaults(func=cmd_archive)
+
+    restoring = sub.add_parser("restore", help="move an archived run back into the runs folder")
+    restoring.add_argument("run", help="the archived run: its id, a unique start of its id, or its name "
+                                       "(see `list --archived`)")
+    _runs_dir_flag(restoring)
+    restoring.set_defaults(func=cmd_restore)
 
     export = sub.add_parser("export", help="pack one run into a .tar.gz to share")
     export.add_argument("run", help=RUN_HELP)
@@ -472,10 +582,30 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         hint = f"; did you mean {' or '.join(nearest)}?" if nearest else ""
         raise UsageError(f"unknown command {runs.printable(argv[0])!r}{hint} "
                          f"(`{commands.command('--help')}` lists them)")
+    if argv and argv[0] == "tag":
+        argv = tag_words_apart(subcommands["tag"], argv)
     args, extras = parser.parse_known_args(argv)
     if extras:
         raise UsageError(unknown_arguments(subcommands[args.command], extras))
     return args
+
+
+def tag_words_apart(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """`tag RUN +a -b`: `-b` removes a tag, argparse would take it for a flag. The tag command's
+    flags (and every `--word`, so a mistyped flag is still named) stay flags; the other words
+    follow a `--`, which makes them positional."""
+    takes_value = {flag for action in parser._actions for flag in action.option_strings if action.nargs != 0}
+    flags, words, rest = [], [], iter(argv[1:])
+    for word in rest:
+        if word == "--":
+            words.extend(rest)
+        elif word.startswith("--") or word == "-h":
+            flags.append(word)
+            if word in takes_value and (value := next(rest, None)) is not None:
+                flags.append(value)
+        else:
+            words.append(word)
+    return [argv[0], *flags, "--", *words]
 
 
 def main(argv: list[str] | None = None) -> int:

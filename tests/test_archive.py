@@ -197,6 +197,23 @@ def test_a_summary_is_neither_exported_nor_imported_and_the_reader_builds_its_ow
     assert row["name"] == "seed1" and row["best_test_acc"] == runs.load_run(tiny_run).best_epoch()[0] != 0.99
 
 
+def test_a_packed_runs_folder_with_an_archive_and_an_index_imports_its_runs_and_names_the_rest(runs_dir, tmp_path,
+                                                                                               capsys):
+    """`tar -C runs -czf all.tar.gz .` of a folder of format 2: the archive and the index's cache
+    are entries of the runs folder, not runs; they are skipped and named."""
+    packed = Path(shutil.copytree(runs_dir, tmp_path / "packed", ignore=shutil.ignore_patterns(runs.LOCK_FILE)))
+    first, *rest = sorted(p.name for p in packed.iterdir() if p.is_dir())
+    assert main(["archive", first, "--runs-dir", str(packed)]) == 0
+    assert main(["list", "--runs-dir", str(packed)]) == 0 and (packed / runs.INDEX_CACHE).is_file()
+    capsys.readouterr()
+    with tarfile.open(tmp_path / "all.tar.gz", "w:gz") as tar:
+        tar.add(packed, arcname=".")
+    code, out, err = import_cli(tmp_path / "all.tar.gz", tmp_path / "imported", capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "imported").iterdir()) == rest
+    assert f"skipped {runs.ARCHIVE_DIR} (not a run folder)" in out and f"skipped {runs.INDEX_CACHE}" in out
+
+
 @pytest.mark.skipif(shutil.which("tar") is None, reason="needs the tar command")
 def test_a_runs_folder_packed_with_tar_dot_imports_every_run(runs_dir, tmp_path, capsys):
     """`tar -C runs -czf all.tar.gz .`: `./` prefixes, several runs, a README beside them."""

@@ -153,8 +153,14 @@ def test_resume_refusals_are_one_error_line_and_change_nothing(tiny_run, tmp_pat
     assert {p: p.read_bytes() for p in copy.rglob("*") if p.is_file()} == before
 
 
+def own_copy(runs_dir: Path, tmp_path: Path) -> Path:
+    """A copy of the session's runs: `list` writes the index's cache into the folder it lists."""
+    return Path(shutil.copytree(runs_dir, tmp_path / "listed-runs", ignore=shutil.ignore_patterns(runs.LOCK_FILE)))
+
+
 def test_the_installed_command_works_from_any_directory(runs_dir, tmp_path):
     command = installed()
+    runs_dir = own_copy(runs_dir, tmp_path)
     ids = [p.name for p in runs_dir.iterdir() if p.is_dir()]
     for argv, env in (([command, "list", "--runs-dir", runs_dir], None),
                       ([command, "list"], clean_env(RUNS_DIR=str(runs_dir))),
@@ -184,6 +190,7 @@ def test_a_wheel_of_the_project_gives_a_working_command_outside_the_checkout(run
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = clean_env(PYTHONPATH=str(site))
+    runs_dir = own_copy(runs_dir, tmp_path)
     listed = run_in(elsewhere, site / "bin" / commands.PROG, "list", "--runs-dir", runs_dir, env=env)
     assert listed.returncode == 0, listed.stderr
     assert all(p.name in listed.stdout for p in runs_dir.iterdir() if p.is_dir())

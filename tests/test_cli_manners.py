@@ -58,7 +58,7 @@ def copy_run(run: Path, root: Path, new_id: str | None = None, **meta) -> Path:
 def two_runs(runs_dir, tmp_path) -> tuple[Path, Path, Path]:
     """(runs folder, the seed1 run, the seed2 run): copies of the session's real runs."""
     root = tmp_path / "runs"
-    copies = [copy_run(run, root) for run in sorted(runs_dir.iterdir())]
+    copies = [copy_run(run, root) for run in sorted(runs_dir.iterdir()) if run.is_dir()]
     seed1, seed2 = sorted(copies, key=lambda p: p.name.endswith("seed2"))
     return root, seed1, seed2
 
