@@ -11,10 +11,10 @@ locks held by a live process while the bench runs); 1% torn (a cut epoch row, a 
 truncated dump, no run.json, a damaged or a stale summary). Names repeat as a sweep's do.
 
 `bench` times `RunIndex` at each size: the first load without and with the index's cache, the same
-in a fresh process (what `resnet-runs list --json` would pay), a refresh with nothing changed, a
-refresh after one finished run was tagged and after one running run finished an epoch, a filter
-expression over every row, and the run labels. Goals at 10,000 runs on a 2-core CPU: first load
-< 1 s, refresh with nothing changed < 0.1 s.
+in a fresh process, `resnet-runs list --json` itself (a fresh process, its whole output read), a
+refresh with nothing changed, a refresh after one finished run was tagged and after one running run
+finished an epoch, a filter expression over every row, and the run labels. Goals at 10,000 runs on
+a 2-core CPU: first load < 1 s, refresh with nothing changed < 0.1 s, `list --json` < 1 s.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 IMAGES = 32
 STEPS_PER_EPOCH = 8
-GOALS = {"first_load_s": 1.0, "refresh_unchanged_s": 0.1}
+GOALS = {"first_load_s": 1.0, "refresh_unchanged_s": 0.1, "list_json_s": 1.0}
 FILTER = "lr > 0.05 and best_test_acc > 0.6"
 SWEEPS = ("lr-sweep", "bs-sweep", "seed-sweep", "baseline")
 # fractions of runs in each state (the rest complete); torn runs rotate through TORN
@@ -247,6 +247,16 @@ def _fresh_process_load(root: Path) -> float:
     return time.perf_counter() - start
 
 
+def _list_json(root: Path, runs: int) -> float:
+    """Seconds for `resnet-runs list --json` over `root` in a fresh process, its output read whole."""
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "engine", "list", "--json", "--runs-dir", str(root)],
+                          cwd=PROJECT_ROOT, capture_output=True, check=True)
+    seconds = time.perf_counter() - start
+    assert len(json.loads(done.stdout)) == runs, "list --json left out runs"
+    return seconds
+
+
 def _append_epoch(run_dir: Path) -> None:
     """What a live writer does at an epoch's end: one more row, then the summary rewritten."""
     rows = (run_dir / layout.EPOCHS_JSONL).read_text().splitlines()
@@ -277,6 +287,8 @@ def bench_size(root: Path, n: int, repeats: int = 5) -> dict:
         result["cache_mb"] = (folder / layout.INDEX_CACHE).stat().st_size / 1e6
         result["first_load_s"] = statistics.median(_timed(lambda: RunIndex(folder).refresh()) for _ in range(repeats))
         result["first_load_fresh_process_s"] = statistics.median(_fresh_process_load(folder) for _ in range(3))
+        listed = len(RunIndex(folder).refresh())
+        result["list_json_s"] = statistics.median(_list_json(folder, listed) for _ in range(3))
         index = RunIndex(folder)
         rows = index.refresh()
         time.sleep(2.1)  # past RACY_NS: the folders just written count as settled
@@ -309,6 +321,7 @@ def render(results: list[dict]) -> str:
             ("first_load_summaries_s", "first load, cache off (every summary.json read and checked)"),
             ("first_load_s", "first load from the cache (a settled row trusted while its folder's mtime holds)"),
             ("first_load_fresh_process_s", "the same in a fresh process, imports included"),
+            ("list_json_s", "`resnet-runs list --json`, a fresh process, its output read whole"),
             ("refresh_unchanged_s", "refresh, nothing changed"),
             ("refresh_after_tag_s", "refresh after one finished run was tagged"),
             ("refresh_after_epoch_s", "refresh after one running run finished an epoch"),
