@@ -508,8 +508,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="only runs tagged TAG; repeat it for runs that carry every one")
     listing.add_argument("--where", metavar="EXPR",
                          help="only runs for which EXPR holds, e.g. 'lr > 0.05 and best_test_acc > 0.6' or "
-                              "'\"baseline\" in tags'; names are summary fields and config fields (the "
-                              "dashboard's search takes the same expressions)")
+                              "'\"baseline\" in tags'; names are summary fields and config fields "
+                              "(docs/run-format.md, \"Search\")")
     listing.add_argument("--archived", action="store_true",
                          help=f"list the archived runs (in the runs folder's {ARCHIVE_DIR} folder) instead")
     _runs_dir_flag(listing)
