@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from bench import training
+from bench import sweep_bench, training
 from engine.data import load_npz
 from engine.device import device_name, pick_device
 
@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=2, help="seeds per preset for the accuracy comparison")
     parser.add_argument("--epochs", type=int, default=10, help="epochs for the accuracy comparison")
     parser.add_argument("--skip", nargs="*", default=[], choices=["data", "training", "eval", "accuracy",
-                                                                 "gpu", "dashboard"])
+                                                                 "gpu", "sweep", "dashboard"])
     args = parser.parse_args(argv)
     if args.render:
         saved = json.loads(Path(args.render).read_text())
@@ -70,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     section("eval", training.evaluation_and_range_test, data, 64, 64 if cuda else 16, 200)
     section("accuracy", training.accuracy_s11_vs_fast, data, 64 if cuda else 16, args.epochs,
             list(range(1, args.seeds + 1)))
+    # the same four tiny runs by hand, as one sweep, and as one sweep on a local Ray cluster
+    section("sweep", sweep_bench.sweep_overhead, Path(args.sample))
     if cuda:
         from bench import gpu_recipe  # it imports render from here: loaded once this module is
 
@@ -123,6 +125,8 @@ def render(r: dict) -> str:
             rows.append((f"{preset} test acc on the sample (width {a['width']}, {a['epochs']} epochs{batch}, "
                          f"{len(a['seeds'])} seeds)",
                          f"{p['mean']:.2%} ± {p['spread']:.2%} ({p['train_seconds']:.0f} s of training per run)"))
+    if "sweep" in r:
+        rows += sweep_bench.rows(r["sweep"])
     if "gpu" in r:
         g = r["gpu"]
         for label, p in g.items():

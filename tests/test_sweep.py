@@ -292,3 +292,20 @@ def test_ctrl_c_stops_the_sweep_cleanly_and_resume_finishes_it(tmp_path, sample,
     states = trial_states(plan, runs_dir)
     assert [s.status for s in states] == ["completed"] * 2 and states[0].run_dir == stopped
     assert runs.load_run(stopped).meta["resumed"] == 1
+
+
+def test_the_bench_table_shows_each_way_of_starting_the_runs():
+    from bench.__main__ import render
+
+    mode = {"wall_seconds": 30.0, "slots": 1, "train_eval_seconds": 14.0, "overhead_per_trial_seconds": 4.0,
+            "trials_per_hour": 480.0}
+    result = {"trials": 4, "width": 8, "epochs": 2, "train_images": 1024, "by_hand": mode,
+              "sweep": {**mode, "wall_seconds": 18.0, "against_hand_per_trial_seconds": -3.0},
+              "ray": {**mode, "slots": 2, "against_hand_per_trial_seconds": 0.5}}
+    table = render({"device": "cpu", "machine": "x", "torch": "t", "total_seconds": 1.0, "sweep": result})
+    rows = {line.split("|")[1].strip(): line.split("|")[2].strip() for line in table.splitlines()[2:]}
+    head = "sweep overhead (4 trials, width 8, 2 epochs, 1024 images): "
+    assert rows[head + "by hand, one train process each"].startswith("30.0 s wall, 14.0 s training and evaluating, "
+                                                                      "4.0 s overhead per trial; 480 trials/hour")
+    assert "-3.0 s per trial against by hand" in rows[head + "one sweep, one process"]
+    assert rows[head + "one sweep on a local Ray cluster"].startswith("30.0 s wall on 2 slots")
