@@ -31,5 +31,6 @@ PAGES = {
 SINGLE_RUN_PAGES = {"run", "misclassified", "grad_cam"}
 
 page = st.navigation(list(PAGES.values()))
-widgets.run_selection(show_focus=any(page is PAGES[name] for name in SINGLE_RUN_PAGES))
+widgets.run_selection(show_focus=any(page is PAGES[name] for name in SINGLE_RUN_PAGES),
+                      write_url=page is not PAGES["misclassified"])  # the gallery's URL holds its filters too
 page.run()

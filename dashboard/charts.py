@@ -5,6 +5,7 @@ and in comparisons a run keeps one colour everywhere (`run_colour`)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -31,6 +32,14 @@ def run_colour(position: int) -> str:
     return RUN_PALETTE[position % len(RUN_PALETTE)]
 
 
+def _values(table: pd.DataFrame, column: str, scale: float = 1.0) -> np.ndarray:
+    """A column as floats for plotting, every value that is no finite number (null, NaN, infinity,
+    text) as NaN, which plotly draws as a gap."""
+    values = pd.to_numeric(table[column], errors="coerce").to_numpy(dtype=float) * scale
+    values[~np.isfinite(values)] = np.nan
+    return values
+
+
 def _layout(fig: go.Figure, title: str, x: str, y: str, **extra) -> go.Figure:
     fig.update_layout(title=title, xaxis_title=x, yaxis_title=y, height=extra.pop("height", HEIGHT),
                       margin=dict(l=60, r=20, t=50, b=50), legend=dict(orientation="h", y=-0.25), **extra)
@@ -49,7 +58,7 @@ def training_curves(epochs: pd.DataFrame, metric: str, steps: pd.DataFrame | Non
     for split, dash in (("train", "dot"), ("test", "solid")):
         column = f"{split}_{metric}"
         if column in epochs:
-            fig.add_scatter(x=epochs["epoch"], y=epochs[column] * scale, mode="lines+markers",
+            fig.add_scatter(x=epochs["epoch"], y=_values(epochs, column, scale), mode="lines+markers",
                             name=f"{split} {metric}", line=dict(color=run_colour(0 if split == "train" else 1),
                                                                 dash=dash))
     label = "accuracy (%)" if metric == "acc" else "cross-entropy loss"
@@ -82,8 +91,10 @@ def lr_finder_curve(lr_finder: Mapping) -> go.Figure:
     if smooth:
         fig.add_scatter(x=lrs, y=smooth, mode="lines", name="smoothed loss", line=dict(color=run_colour(0)))
     index, suggested = lr_finder.get("suggestion_index"), lr_finder.get("suggested_lr")
-    if suggested is not None and index is not None and 0 <= index < len(lrs):
-        y = (smooth or raw)[index]
+    at = [v for v in (smooth[index] if smooth and index is not None and 0 <= index < len(smooth) else None,
+                      raw[index] if index is not None and 0 <= index < len(raw) else None) if v is not None]
+    if suggested is not None and index is not None and 0 <= index < len(lrs) and at:
+        y = at[0]  # on the smoothed curve, or the raw one where the smoothed value is a gap
         fig.add_scatter(x=[suggested], y=[y], mode="markers", name=f"suggestion {suggested:.3g}",
                         marker=dict(color=run_colour(3), size=12, symbol="star"))
     used = lr_finder.get("used_lr")
@@ -147,10 +158,25 @@ def _text_colours(colours: np.ndarray, scale: str, low: float, high: float) -> l
     return out
 
 
+def text_px(labels: Sequence[str], font_px: float = 12) -> int:
+    """About how wide the widest label is drawn, in pixels (an average glyph is ~0.6 em wide)."""
+    return int(0.6 * font_px * max((len(str(label)) for label in labels), default=1)) + 4
+
+
+def confusion_cell_px(n: int) -> int:
+    """The side of one cell: large enough for its number, a 10-class grid about 440 px a side."""
+    return max(14, min(48, 440 // max(n, 1)))
+
+
 def confusion_grid(matrix: np.ndarray, class_names: Sequence[str], title: str, value_label: str,
                    diverging: bool = False, percent: bool = False) -> go.Figure:
     """A confusion matrix drawn as square scatter markers: unlike go.Heatmap, points can be
     selected (streamlit #8760). Each point's customdata is (true class, predicted class).
+
+    The figure has a fixed size in pixels, so that the plot area is exactly n cells a side and each
+    marker exactly one cell: the squares touch, as a heatmap's cells do, and the class labels sit
+    right beside them (axes tight to the cells, margins fitted to the labels). Draw it at its own
+    width (`st.plotly_chart(..., width="content")`).
 
     `percent`: the values are percentages. `diverging`: `matrix` is run B minus run A; the colour
     is "better for B" (green): more images on the diagonal, fewer off it, so one colour means one
@@ -162,24 +188,40 @@ def confusion_grid(matrix: np.ndarray, class_names: Sequence[str], title: str, v
         colours = np.where(true == pred, values, -values)
         limit = max(abs(colours).max(), 1e-9)
         scale, low, high = DIVERGING, -limit, limit
-        bar = dict(title=dict(text=f"{value_label}<br>green = B better,<br>red = B worse", side="top"))
+        bar_text = f"{value_label}<br>green = B better,<br>red = B worse"
+        bar = dict(title=dict(text=bar_text, side="top"))
     else:
         colours = values
         scale, low, high = "Blues", 0.0, max(values.max(), 1e-9)
-        bar = dict(title=dict(text=value_label, side="top"), ticksuffix="%" if percent else "")
+        bar_text = value_label
+        bar = dict(title=dict(text=bar_text, side="top"), ticksuffix="%" if percent else "")
     text = [f"{v:.0f}%" if percent else f"{v:+.0f}" if diverging else f"{v:.0f}" for v in values]
-    size = max(14, min(48, int(440 / max(n, 1))))
+    cell = confusion_cell_px(n)
+    side = cell * n
+    label = text_px(class_names)
+    upright = label <= cell  # x labels fit under their cells; else they lean at 45 degrees
+    title_lines = title.count("<br>") + 1
+    bar_px = max(text_px(part.split("<br>")) for part in bar_text.split("<br>"))
+    margin = dict(l=label + 30, r=max(90, bar_px + 30), t=30 + 22 * title_lines,
+                  b=(20 if upright else int(0.72 * label) + 10) + 30, pad=0)
+    bar.update(thickness=14, len=1.0, lenmode="fraction", x=1.0, xanchor="left", xpad=12, y=0.5, yanchor="middle")
     fig = go.Figure(go.Scatter(
         x=[class_names[p] for p in pred], y=[class_names[t] for t in true], mode="markers+text",
-        text=text, textfont=dict(size=max(8, size // 4), color=_text_colours(colours, scale, low, high)),
-        customdata=np.stack([true, pred], axis=1),
-        marker=dict(symbol="square", size=size, color=colours, colorscale=scale, cmin=low, cmax=high,
-                    colorbar=bar, line=dict(width=0)),
+        text=text, textfont=dict(size=max(8, cell // 4), color=_text_colours(colours, scale, low, high)),
+        customdata=np.stack([true, pred], axis=1), cliponaxis=False,
+        marker=dict(symbol="square", size=cell, color=colours, colorscale=scale, cmin=low, cmax=high,
+                    colorbar=bar, line=dict(width=1, color="white")),
         hovertemplate="true %{y}, predicted %{x}: %{text}<extra></extra>"))
-    fig.update_xaxes(type="category", categoryorder="array", categoryarray=list(class_names))
-    fig.update_yaxes(type="category", categoryorder="array", categoryarray=list(class_names), autorange="reversed")
-    return _layout(fig, title, "predicted class", "true class", height=max(HEIGHT, 60 + size * n + 80),
-                   clickmode="event+select", dragmode=False)
+    tight = dict(type="category", categoryorder="array", categoryarray=list(class_names), showgrid=False,
+                 zeroline=False, showline=False, ticks="", fixedrange=True, tickfont=dict(size=12),
+                 title_standoff=10)  # the margins already fit the labels: automargin only places the titles
+    fig.update_xaxes(range=[-0.5, n - 0.5], tickangle=0 if upright else -45, ticklabelstandoff=4, **tight)
+    fig.update_yaxes(range=[n - 0.5, -0.5], ticklabelstandoff=4, **tight)  # true class 0 at the top
+    fig.update_layout(title=dict(text=title, x=0, xanchor="left", xref="paper"),
+                      xaxis_title="predicted class", yaxis_title="true class", autosize=False,
+                      width=margin["l"] + side + margin["r"], height=margin["t"] + side + margin["b"], margin=margin,
+                      showlegend=False, clickmode="event+select", dragmode=False, plot_bgcolor="white")
+    return fig
 
 
 def probability_bars(probs: np.ndarray, class_names: Sequence[str], true: int, pred: int) -> go.Figure:
@@ -200,7 +242,7 @@ def compare_curves(epochs_by_run: Mapping[str, pd.DataFrame], column: str, label
     scale = 100.0 if column.endswith("_acc") else 1.0
     for position, (run, epochs) in enumerate(epochs_by_run.items()):
         if column in epochs:
-            fig.add_scatter(x=epochs["epoch"], y=epochs[column] * scale, mode="lines+markers", name=run,
+            fig.add_scatter(x=epochs["epoch"], y=_values(epochs, column, scale), mode="lines+markers", name=run,
                             line=dict(color=run_colour(position)))
     unit = f"{label} (%)" if scale == 100 else label
     _whole_epochs(fig, *epochs_by_run.values())
@@ -209,24 +251,34 @@ def compare_curves(epochs_by_run: Mapping[str, pd.DataFrame], column: str, label
 
 
 def live_curves(epochs: pd.DataFrame, steps: pd.DataFrame, metric: str, total_steps: int | None,
-                steps_per_epoch: int | None) -> go.Figure:
-    """A live run against optimizer steps, on a fixed axis from 0 to the planned total, so the
-    curves grow from the left instead of the axis rescaling under them. Every line is named."""
+                steps_per_epoch: int | None, num_classes: int | None = None) -> go.Figure:
+    """A live run against optimizer steps, on axes fixed before the first point arrives, so the
+    curves grow into them instead of the axes rescaling under them: steps from 0 to the planned
+    total, accuracy from 0 to 100 %, and an empty loss chart from 0 to a little above the loss of
+    a uniform guess (ln of the class count), where training starts. Every line is named."""
     fig = go.Figure()
     if metric == "loss" and len(steps):
-        fig.add_scatter(x=steps["step"], y=steps["loss"], mode="lines", name="train loss (each logged step)",
-                        line=dict(color=run_colour(0), width=1), opacity=0.4)
+        fig.add_scatter(x=steps["step"], y=_values(steps, "loss"), mode="lines",
+                        name="train loss (each logged step)", line=dict(color=run_colour(0), width=1), opacity=0.4)
     scale = 100.0 if metric == "acc" else 1.0
     if len(epochs) and steps_per_epoch:
         at = epochs["epoch"] * steps_per_epoch
         for split, dash, colour in (("train", "dot", 0), ("test", "solid", 1)):
             column = f"{split}_{metric}"
             if column in epochs:
-                fig.add_scatter(x=at, y=epochs[column] * scale, mode="lines+markers",
+                fig.add_scatter(x=at, y=_values(epochs, column, scale), mode="lines+markers",
                                 name=f"{split} {'accuracy' if metric == 'acc' else 'loss'} (end of epoch)",
                                 line=dict(color=run_colour(colour), dash=dash))
     if total_steps:
         fig.update_xaxes(range=[0, total_steps], autorange=False)
+    else:  # the plan is unknown (no dataset size or batch recorded): the axis grows with the run
+        fig.update_xaxes(rangemode="nonnegative")
+    if metric == "acc":
+        fig.update_yaxes(range=[0, 100], autorange=False)
+    elif not any(np.isfinite(np.asarray(trace.y, float)).any() for trace in fig.data):
+        fig.update_yaxes(range=[0, round(1.2 * math.log(max(num_classes or 10, 2)), 1)], autorange=False)
+    else:
+        fig.update_yaxes(rangemode="nonnegative")
     label = "accuracy (%)" if metric == "acc" else "cross-entropy loss"
     return _layout(fig, f"{'Accuracy' if metric == 'acc' else 'Loss'} so far", "optimizer step", label,
                    showlegend=True)

@@ -63,20 +63,33 @@ def _summary(path: str, stamp: tuple) -> dict:
     row = run.summary()
     row.update(duration_s=row.get("duration_seconds"), warnings="; ".join(run.warnings),
                damaged=", ".join(run.damaged),
-               test_acc_curve=[round(100 * r["test_acc"], 2) for r in run.epochs if r.get("test_acc") is not None])
+               test_acc_curve=[round(100 * acc, 2) for acc in (metrics.finite(r.get("test_acc")) for r in run.epochs)
+                               if acc is not None])
     return row
 
 
 TABLE_COLUMNS = ["id", "name", "status", "error", "dataset", "epochs_done", "epochs_planned", "best_test_acc",
                  "best_epoch", "final_test_acc", "test_acc_curve", "duration_s", "device", "created", "fingerprint",
                  "damaged", "warnings"]
+NUMBER_COLUMNS = ["best_test_acc", "final_test_acc", "duration_s"]
+
+
+def numbers(table: pd.DataFrame, columns) -> pd.DataFrame:
+    """The columns as floats, every value that is no finite number (null, NaN, infinity, absent)
+    as NaN: a column of nothing but nulls would otherwise hold Python None, which breaks arithmetic
+    and charts."""
+    for column in columns:
+        if column in table:
+            table[column] = pd.to_numeric(table[column], errors="coerce").astype(float).replace(
+                [np.inf, -np.inf], np.nan)
+    return table
 
 
 def runs_table() -> pd.DataFrame:
     """One row per run folder, newest first; damaged runs included, their problems in `warnings`."""
     root = runs_root()
     rows = [_summary(str(path), runs.run_stamp(path)) for path in runs.run_dirs(root)]
-    return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+    return numbers(pd.DataFrame(rows, columns=TABLE_COLUMNS), NUMBER_COLUMNS)
 
 
 def md(text: str) -> str:
@@ -151,12 +164,17 @@ def config_table(run: runs.Run) -> pd.DataFrame:
 
 def config_with_used_lr(run: runs.Run) -> dict:
     """The config plus the max LR the run actually trained with (the range test's pick)."""
-    return {**(run.config or {}), "max LR used": f"{run.used_lr:.3g}" if run.used_lr else "—"}
+    return {**(run.config or {}), "max LR used": metrics.number_text(run.used_lr, ".3g")}
+
+
+EPOCH_COLUMNS = ["epoch", "step", "lr_start", "lr_end", "train_loss", "train_acc", "test_loss", "test_acc", "seconds",
+                 "train_seconds", "images_per_s"]
 
 
 def epochs(run: runs.Run) -> pd.DataFrame:
-    return pd.DataFrame(run.epochs, columns=["epoch", "step", "lr_start", "lr_end", "train_loss", "train_acc",
-                                             "test_loss", "test_acc", "seconds", "train_seconds", "images_per_s"])
+    """One row per recorded epoch, every column a float: a value the run does not hold is NaN
+    (drawn as a gap), whether it was null, absent, or not a finite number."""
+    return numbers(pd.DataFrame(run.epochs, columns=EPOCH_COLUMNS), EPOCH_COLUMNS)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -241,8 +259,8 @@ class CamStore:
     One per (run, checkpoint) in st.cache_resource, shared by every session: the lock keeps two
     sessions from putting Grad-CAM hooks on the model at once."""
 
-    def __init__(self, model, mean: list[float], std: list[float], max_maps: int = 2048):
-        self.model, self.mean, self.std = model, mean, std
+    def __init__(self, model, mean: list[float], std: list[float], tta_flip: bool = False, max_maps: int = 2048):
+        self.model, self.mean, self.std, self.tta_flip = model, mean, std, tta_flip
         self.lock = threading.Lock()
         self.maps: OrderedDict[tuple, np.ndarray] = OrderedDict()
         self.max_maps = max_maps
@@ -251,7 +269,8 @@ class CamStore:
              targets: list[int]) -> np.ndarray:
         from engine import cam
 
-        keys = [(i, method, layer, t) for i, t in zip(indices, targets)]
+        agnostic = method in cam.CLASS_AGNOSTIC  # one map per image, whichever class is asked for
+        keys = [(i, method, layer, None if agnostic else t) for i, t in zip(indices, targets)]
         with self.lock:
             missing = [n for n, key in enumerate(keys) if key not in self.maps]
             if missing:
@@ -266,11 +285,12 @@ class CamStore:
             return np.stack([self.maps[key] for key in keys])
 
     def predict(self, images: np.ndarray) -> np.ndarray:
-        """Class probabilities from this checkpoint (the gallery's dump may be another epoch's)."""
+        """Class probabilities from this checkpoint, the way the run evaluates (flip TTA when it used
+        it): only for a checkpoint whose recorded predictions cannot be read."""
         from engine import cam
 
         with self.lock:
-            return cam.probabilities(self.model, images, self.mean, self.std)
+            return cam.probabilities(self.model, images, self.mean, self.std, self.tta_flip)
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
@@ -280,7 +300,7 @@ def _cam_store(path: str, checkpoint_stamp: tuple, tag: str) -> CamStore:
     run = runs.load_run(Path(path))
     model = cam.load_model(run, tag)  # raises engine.checkpoint.CheckpointError with a clear message
     mean, std = run.normalisation
-    return CamStore(model, list(mean), list(std))
+    return CamStore(model, list(mean), list(std), bool((run.config or {}).get("tta_flip")))
 
 
 def cam_store(run_id: str, tag: str) -> CamStore | None:
@@ -291,11 +311,12 @@ def cam_store(run_id: str, tag: str) -> CamStore | None:
     return _cam_store(str(path), _stamps(path, (f"checkpoint/{tag}",)), tag)
 
 
-def cam_choices() -> tuple[tuple[str, ...], tuple[str, ...], str]:
-    """(methods, layers, default layer) for the Grad-CAM page; lists names only (no torch import)."""
+def cam_choices() -> tuple[tuple[str, ...], tuple[str, ...], str, frozenset[str]]:
+    """(methods, layers, default layer, the methods that use no class) for the Grad-CAM page;
+    lists names only (no torch import)."""
     from engine import cam
 
-    return tuple(cam.METHODS), cam.LAYERS, cam.DEFAULT_LAYER
+    return tuple(cam.METHODS), cam.LAYERS, cam.DEFAULT_LAYER, cam.CLASS_AGNOSTIC
 
 
 def overlay(image: np.ndarray, cam_map: np.ndarray, opacity: float) -> np.ndarray:

@@ -9,26 +9,52 @@ from collections.abc import Sequence
 
 import streamlit as st
 
-from dashboard import data
+from dashboard import data, metrics
 
 SELECTED = "selected_runs"  # plain session keys: they survive every page switch (widget keys need not)
 FOCUS = "focus_run"
 UNKNOWN = "unknown_run_ids"
+UNSELECTED_FOCUS = "link_run_not_selected"  # a link's run= that is not among its runs=
+URL_WRITTEN = "page_url_written"  # a page's own URL parameters as it last wrote them
 SELECT_WIDGET, FOCUS_WIDGET = "runs", "run"  # the sidebar widgets, also the URL parameter names
+
+
+# The Runs table's columns. A column given a width keeps it whatever its header says, so every
+# such width fits its header (tests/test_browser_issue18.py measures them in the browser's font).
+RUNS_TABLE_COLUMNS = {
+    "name": st.column_config.TextColumn("name", width=170),
+    "epochs": st.column_config.TextColumn("epochs", help="done / planned"),
+    "test_acc_curve": st.column_config.LineChartColumn("test acc curve", y_min=0, y_max=100, width=110,
+                                                       help="test accuracy (%) after each epoch"),
+    "best_test_acc": st.column_config.NumberColumn("best acc", format="%.2f%%",
+                                                   help="best test accuracy (earliest epoch on a tie)"),
+    "final_test_acc": st.column_config.NumberColumn("final acc", format="%.2f%%",
+                                                    help="test accuracy after the last epoch"),
+    "duration_s": st.column_config.NumberColumn("time (s)", format="%.0f", help="wall-clock duration"),
+    "created": st.column_config.TextColumn("created (UTC)"),
+    "error": st.column_config.TextColumn("error", width="medium"),
+    "damaged": st.column_config.TextColumn("damaged files", width="medium",
+                                           help="files that could not be read whole; see the warnings below"),
+}
 
 
 def _keep_selection() -> None:
     st.session_state[SELECTED] = list(st.session_state[SELECT_WIDGET])
+    st.session_state.pop(UNSELECTED_FOCUS, None)  # the person chose: the link's note no longer applies
 
 
 def _keep_focus() -> None:
     st.session_state[FOCUS] = st.session_state[FOCUS_WIDGET]
+    st.session_state.pop(UNSELECTED_FOCUS, None)
 
 
-def run_selection(show_focus: bool) -> None:
+def run_selection(show_focus: bool, write_url: bool = True) -> None:
     """The sidebar run pickers, made on every page. Their values live in plain session keys and
     are written back into the widgets and the URL on every run, so no way of moving between pages
-    (sidebar, links, buttons, chart clicks, the browser's back button) loses them."""
+    (sidebar, links, buttons, chart clicks, the browser's back button) loses them. A page that
+    keeps state of its own in the URL passes `write_url=False` and writes the whole URL itself
+    (`write_url`): one write per run, since each change of the URL is a step in the browser's
+    history."""
     labels = data.run_labels()
     ids = list(labels)
     if SELECTED not in st.session_state:  # a new session: start from the URL
@@ -37,6 +63,8 @@ def run_selection(show_focus: bool) -> None:
         st.session_state[SELECTED] = [i for i in dict.fromkeys(wanted) if i in labels]
         if focus in labels:
             st.session_state[FOCUS] = focus
+            if st.session_state[SELECTED] and focus not in st.session_state[SELECTED]:
+                st.session_state[UNSELECTED_FOCUS] = focus
         st.session_state[UNKNOWN] = [i for i in dict.fromkeys([*wanted, *([focus] if focus else [])])
                                      if i not in labels]
     selected = [i for i in st.session_state[SELECTED] if i in labels]
@@ -53,7 +81,25 @@ def run_selection(show_focus: bool) -> None:
         if show_focus and options:
             st.session_state[FOCUS_WIDGET] = st.session_state[FOCUS]
             st.selectbox("Run shown", options, key=FOCUS_WIDGET, format_func=labels.get, on_change=_keep_focus)
-    st.query_params.from_dict(url_state())
+    if write_url:
+        st.query_params.from_dict(url_state())
+
+
+def write_url(params: dict[str, list[str] | str] | None = None) -> None:
+    """The URL of a page that keeps state of its own there: the run selection, then `params`."""
+    params = {key: [value] if isinstance(value, str) else list(value) for key, value in (params or {}).items()}
+    st.session_state[URL_WRITTEN] = params
+    st.query_params.from_dict({**url_state(), **params})
+
+
+def new_url_params(keys) -> dict[str, list[str]] | None:
+    """A page's own parameters in the URL, when they are not what the page wrote last: a link
+    opened or reloaded, the back or forward button, a chart click that opens the page. None when
+    the URL holds none of them or the page's own (its widgets hold the state then)."""
+    incoming = {key: st.query_params.get_all(key) for key in keys if key in st.query_params}
+    if not incoming or incoming == st.session_state.get(URL_WRITTEN):
+        return None
+    return incoming
 
 
 def url_state() -> dict[str, list[str] | str]:
@@ -74,6 +120,12 @@ def focus_run() -> str | None:
     if not run_id:
         no_runs_message()
         return None
+    asked = st.session_state.get(UNSELECTED_FOCUS)
+    if asked and asked != run_id:
+        labels = data.run_labels()
+        st.warning(f"The link asks to show **{data.md(labels.get(asked, asked))}** (`run={asked}`), but that run is "
+                   f"not among the runs it selects (`runs=`), so **{data.md(labels.get(run_id, run_id))}** is shown. "
+                   "Add it to the selected runs in the sidebar to see it.", icon=":material/warning:")
     return run_id
 
 
@@ -125,11 +177,23 @@ def dump_picker(run, key: str) -> str | None:
     return st.radio("Predictions from", tags, key=key, horizontal=True, format_func=data.TAG_LABELS.get)
 
 
-def open_gallery(true: int | None, pred: int | None, tag: str) -> None:
-    """Go to the misclassification gallery filtered to one true/predicted pair."""
-    st.session_state["gallery_preset"] = {"true": [] if true is None else [int(true)],
-                                          "pred": [] if pred is None else [int(pred)], "tag": tag}
-    st.switch_page("app_pages/misclassified.py", query_params=url_state())
+def gallery_params(true: Sequence[int], pred: Sequence[int], confidence: tuple[float, float], tag: str,
+                   names: Sequence[str], tags: Sequence[str]) -> dict[str, list[str] | str]:
+    """The gallery's filters as URL parameters (sort and page size as the session last had them),
+    so a shared or reloaded link opens on the same images."""
+    sort = st.session_state.get("mis_sort", next(iter(metrics.SORTS)))
+    per_page = st.session_state.get("mis_per_page", metrics.DEFAULT_PER_PAGE)
+    return metrics.gallery_query(true, pred, confidence, sort, per_page, tag, names,
+                                 default_tag=tags[0] if tags else tag)
+
+
+def open_gallery(true: int | None, pred: int | None, tag: str, names: Sequence[str], tags: Sequence[str]) -> None:
+    """Go to the misclassification gallery filtered to one true/predicted pair: the filters travel
+    in its URL, which the gallery reads as it opens (and writes back unchanged, so the back
+    button returns here)."""
+    params = gallery_params([] if true is None else [int(true)], [] if pred is None else [int(pred)], (0.0, 1.0),
+                            tag, names, tags)
+    st.switch_page("app_pages/misclassified.py", query_params={**url_state(), **params})
 
 
 def cam_selection(run_id: str) -> list[int]:

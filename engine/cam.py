@@ -26,6 +26,8 @@ METHODS = {
     "XGradCAM": "XGradCAM",
     "HiResCAM": "HiResCAM",
 }
+# Methods that map a layer's main component whatever the class: they take no target class.
+CLASS_AGNOSTIC = frozenset({"EigenCAM"})
 LAYERS = ("layer1", "layer2", "layer3", "layer4")
 DEFAULT_LAYER = "layer3"  # 8x8 at 32x32 input: finer than layer4's 4x4, still class-specific
 
@@ -67,7 +69,8 @@ def compute_cams(model: torch.nn.Module, images: np.ndarray, mean: Sequence[floa
                  targets: Sequence[int] | None = None) -> np.ndarray:
     """Class-activation maps for uint8 images (N, H, W, C): float32 (N, H, W), each scaled to [0, 1].
 
-    `targets` are the classes to explain, one per image; None explains the predicted class."""
+    `targets` are the classes to explain, one per image; None explains the predicted class. A
+    method in CLASS_AGNOSTIC uses no class, so it ignores `targets`."""
     if method not in METHODS:
         raise ValueError(f"unknown Grad-CAM method {method!r}; choose one of {', '.join(METHODS)}")
     if layer not in LAYERS:
@@ -76,7 +79,8 @@ def compute_cams(model: torch.nn.Module, images: np.ndarray, mean: Sequence[floa
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     x = _normalised_batch(images, mean, std)
-    cam_targets = None if targets is None else [ClassifierOutputTarget(int(t)) for t in targets]
+    cam_targets = None if targets is None or method in CLASS_AGNOSTIC else [ClassifierOutputTarget(int(t))
+                                                                            for t in targets]
     target_layer = getattr(model, layer)
     # Only the target layer's output needs a gradient: freezing every other parameter stops the
     # backward pass there and skips weight gradients (about 40% less work at layer3).
@@ -104,13 +108,14 @@ def overlay(image: np.ndarray, cam: np.ndarray, opacity: float = 0.5) -> np.ndar
 
 
 def probabilities(model: torch.nn.Module, images: np.ndarray, mean: Sequence[float],
-                  std: Sequence[float]) -> np.ndarray:
-    """Class probabilities (N, classes) for uint8 images, through the engine's one `predict`."""
+                  std: Sequence[float], tta_flip: bool = False) -> np.ndarray:
+    """Class probabilities (N, classes) for uint8 images, through the engine's one `predict`;
+    `tta_flip` as the run's config has it, so they are the probabilities the run records."""
     import torch
 
     from engine.evaluate import predict
 
     x = torch.from_numpy(np.array(images, dtype=np.uint8)).permute(0, 3, 1, 2).contiguous()
     dump = predict(model, x, torch.zeros(len(x), dtype=torch.long), torch.tensor(mean, dtype=torch.float32),
-                   torch.tensor(std, dtype=torch.float32), batch_size=256)
+                   torch.tensor(std, dtype=torch.float32), batch_size=256, tta_flip=tta_flip)
     return dump["probs"]

@@ -165,3 +165,102 @@ def test_a_checkpoint_of_another_width_is_refused_in_one_line(tiny_run, tmp_path
     with pytest.raises(CheckpointError, match="does not fit a width-") as refused:
         load_model(runs.load_run(copy), "final")
     assert "\n" not in str(refused.value)
+
+
+# ---------------------------------------------------------------- issue 18: one prediction, any value, axes
+
+
+def test_a_value_a_run_does_not_hold_is_a_dash_never_nan_none_or_zero():
+    for nothing in (None, float("nan"), float("inf"), float("-inf"), "0.9", True):
+        assert metrics.finite(nothing) is None
+        assert metrics.number_text(nothing, ".2%") == metrics.DASH
+    assert metrics.finite(np.float32(0.5)) == 0.5 and metrics.finite(0) == 0.0
+    assert metrics.number_text(0.12345, ".2%") == "12.35%" and metrics.number_text(11173962, ",.0f") == "11,173,962"
+    assert metrics.percent(0.174) == "17%" and metrics.percent(None) == metrics.DASH
+
+
+def test_recorded_predictions_are_the_dumps_rows_by_test_index():
+    dump = dump_of(label=[0, 1, 2], pred=[0, 2, 2], confidence=[0.9, 0.4, 0.6], loss=[0.1, 2.0, 0.5],
+                   index=[7, 3, 5])
+    found = metrics.recorded_predictions(dump, [5, 3, 99])
+    assert list(found) == [5, 3]  # in the order asked; an index the dump lacks is left out
+    assert found[3] == {"label": 1, "pred": 2, "confidence": pytest.approx(0.4), "loss": 2.0, "right": False}
+    assert found[5]["right"] and found[5]["confidence"] == pytest.approx(0.6)
+    assert metrics.recorded_predictions(None, [1]) == {}
+
+
+def test_live_progress_says_what_it_does_not_know():
+    epochs = [{"epoch": 1, "step": 4}, {"epoch": 2}]
+    assert metrics.live_progress(epochs, 6, 4, 4) == (6 / 16, "step 6 of 16 · epoch 2 of 4 done (38%)")
+    fraction, text = metrics.live_progress(epochs, None, 4, None)  # no plan recorded, no steps file
+    assert fraction == 0.0 and text.startswith("step 0 of ? · epoch 2 of ? done")
+    assert metrics.live_progress(epochs, None, None, 4)[0] == 0.5
+
+
+def test_curves_draw_null_nan_and_infinite_values_as_gaps():
+    import pandas as pd
+
+    epochs = pd.DataFrame({"epoch": [1, 2, 3], "train_acc": [0.5, None, 0.7], "test_acc": [None, None, None],
+                           "train_loss": [1.0, float("inf"), np.nan], "test_loss": ["x", 0.9, 0.8]})
+    for figure in (charts.training_curves(epochs, "acc"), charts.training_curves(epochs, "loss"),
+                   charts.compare_curves({"a": epochs}, "test_acc", "test accuracy"),
+                   charts.live_curves(epochs, epochs.assign(step=[1, 2, 3], loss=[None, 1.0, np.inf]), "loss", 9, 3)):
+        for trace in figure.data:
+            values = np.asarray(trace.y, float)
+            assert values.dtype == float and not np.isinf(values).any()
+        figure.to_json()  # strict-JSON-safe for the browser
+    acc = charts.training_curves(epochs, "acc").data
+    assert np.isnan(acc[0].y[1]) and acc[0].y[2] == pytest.approx(70)
+
+
+def test_empty_live_charts_have_the_axes_they_will_have():
+    import pandas as pd
+
+    epochs, steps = pd.DataFrame(columns=["epoch", "train_acc", "test_acc"]), pd.DataFrame(columns=["step", "loss"])
+    acc = charts.live_curves(epochs, steps, "acc", total_steps=200, steps_per_epoch=20, num_classes=10)
+    assert list(acc.layout.yaxis.range) == [0, 100] and list(acc.layout.xaxis.range) == [0, 200]
+    loss = charts.live_curves(epochs, steps, "loss", total_steps=200, steps_per_epoch=20, num_classes=10)
+    low, high = loss.layout.yaxis.range
+    assert low == 0 and np.log(10) < high < 4  # a uniform guess's loss, ln 10, fits: training starts there
+    assert list(loss.layout.xaxis.range) == [0, 200]
+    with_data = charts.live_curves(epochs, pd.DataFrame({"step": [1, 2], "loss": [2.4, 2.2]}), "acc", 200, 20)
+    assert list(with_data.layout.yaxis.range) == [0, 100]  # accuracy keeps its 0-100 % axis as points arrive
+
+
+def test_the_range_test_suggestion_sits_on_the_raw_curve_where_the_smoothed_one_has_a_gap():
+    finder = {"lr": [1e-5, 1e-3, 1e-1], "loss": [2.3, 2.0, None], "smoothed_loss": [2.3, None, None],
+              "suggested_lr": 1e-3, "suggestion_index": 1, "used_lr": 1e-3}
+    star = next(t for t in charts.lr_finder_curve(finder).data if t.name.startswith("suggestion"))
+    assert list(star.y) == [2.0]
+
+
+@pytest.mark.parametrize("n", [2, 10, 40])
+def test_confusion_cells_are_touching_squares_with_tight_axes(n):
+    names = [f"class number {i}" for i in range(n)]
+    figure = charts.confusion_grid(np.arange(n * n).reshape(n, n), names, "Confusion matrix", "images")
+    layout, grid = figure.layout, figure.data[0]
+    cell = grid.marker.size
+    plot_width = layout.width - layout.margin.l - layout.margin.r
+    plot_height = layout.height - layout.margin.t - layout.margin.b
+    assert plot_width == plot_height == n * cell  # one marker a cell, side by side: squares that touch
+    assert list(layout.xaxis.range) == [-0.5, n - 0.5] and list(layout.yaxis.range) == [n - 0.5, -0.5]
+    assert grid.marker.symbol == "square" and not layout.autosize
+    label = charts.text_px(names)
+    assert label <= layout.margin.l <= label + 40  # the class labels beside the cells, with their title
+    assert grid.customdata.tolist()[1] == [0, 1]  # cell clicks still carry (true, predicted)
+
+
+def test_gallery_filters_round_trip_through_the_url():
+    names = ["cat", "dog", "frog"]
+    assert list(metrics.SORT_PARAMS) == list(metrics.SORTS)
+    query = metrics.gallery_query([0, 2], [1], (0.2, 0.55), "confidence, low first", 12, "best", names, "final")
+    assert query == {"true": ["cat", "frog"], "pred": ["dog"], "conf": "0.2-0.55", "sort": "confidence-low",
+                     "per_page": "12", "dump": "best"}
+    as_read = {key: value if isinstance(value, list) else [value] for key, value in query.items()}
+    found, problems = metrics.gallery_filters(as_read, names, ["final", "best"])
+    assert found == {"true": [0, 2], "pred": [1], "conf": (0.2, 0.55), "sort": "confidence, low first",
+                     "per_page": 12, "dump": "best"} and not problems
+    assert metrics.gallery_query([], [], (0.0, 1.0), "top losses", 24, "final", names, "final") == {}
+    found, problems = metrics.gallery_filters({"true": ["cat", "unicorn"], "conf": ["high"], "sort": ["x"],
+                                               "per_page": ["7"], "dump": ["best"]}, names, ["final"])
+    assert found == {"true": [0]} and len(problems) == 5 and "unicorn" in problems[0]

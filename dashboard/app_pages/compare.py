@@ -88,9 +88,9 @@ dump_a, dump_b = dumps[run_a], dumps[run_b]
 
 difference = (metrics.confusion_matrix(dump_b["label"], dump_b["pred"], len(names))
               - metrics.confusion_matrix(dump_a["label"], dump_a["pred"], len(names)))
-title = f"Confusion matrix, B − A (B = {label[run_b]}, A = {label[run_a]})"
+title = f"Confusion matrix, B − A<br><sup>B = {label[run_b]}, A = {label[run_a]}</sup>"
 st.plotly_chart(charts.confusion_grid(difference, names, title, "images, B − A", diverging=True),
-                config=charts.CONFIG, key="cmp_confusion")
+                config=charts.CONFIG, key="cmp_confusion", width="content")
 
 a_only, b_only = metrics.prediction_diff(dump_a, dump_b)
 counts = st.columns(2)
@@ -109,7 +109,8 @@ shown = indices[(page - 1) * per_page: page * per_page]
 rows_a, rows_b = metrics.rows_for_indices(dump_a, shown), metrics.rows_for_indices(dump_b, shown)
 pngs = data.test_pngs(run_a, tuple(int(i) for i in shown))
 captions = [f"#{i}: true {names[dump_a['label'][ra]]} · A {names[dump_a['pred'][ra]]} "
-            f"({dump_a['confidence'][ra]:.0%}) · B {names[dump_b['pred'][rb]]} ({dump_b['confidence'][rb]:.0%})"
+            f"({metrics.percent(dump_a['confidence'][ra])}) · B {names[dump_b['pred'][rb]]} "
+            f"({metrics.percent(dump_b['confidence'][rb])})"
             for i, ra, rb in zip(shown, rows_a, rows_b)]
 if pngs is None:
     st.dataframe(pd.DataFrame({"test image": shown, "prediction": captions}), hide_index=True)

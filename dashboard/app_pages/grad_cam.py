@@ -1,9 +1,10 @@
 """Grad-CAM for the images picked in the gallery (or any test index), computed on demand from
-the run's checkpoint: the image and its class-activation overlay side by side."""
+the run's checkpoint: the image and its class-activation overlay side by side. Each image's
+prediction is the run's recorded one for that checkpoint, as in the gallery and on Compare."""
 
 import streamlit as st
 
-from dashboard import data, widgets
+from dashboard import data, metrics, widgets
 
 MAX_IMAGES = 32
 
@@ -21,23 +22,31 @@ if not tags:
                icon=":material/warning:")
     st.stop()
 
-METHODS, LAYERS, DEFAULT_LAYER = data.cam_choices()
+METHODS, LAYERS, DEFAULT_LAYER, CLASS_AGNOSTIC = data.cam_choices()
 cols = st.columns([2, 2, 2, 2, 2])
 tag = cols[0].selectbox("Checkpoint", tags, key="cam_tag", format_func=data.TAG_LABELS.get)
 method = cols[1].selectbox("Method", list(METHODS), key="cam_method")
 layer = cols[2].selectbox("Target layer", LAYERS, index=LAYERS.index(DEFAULT_LAYER), key="cam_layer")
-target_mode = cols[3].selectbox("Explain the class", ("predicted", "true", "chosen"), key="cam_target")
+agnostic = method in CLASS_AGNOSTIC
+target_mode = cols[3].selectbox("Explain the class", ("predicted", "true", "chosen"), key="cam_target",
+                                disabled=agnostic, help=f"{method} maps the layer's main component and uses no class."
+                                if agnostic else "By default the class the run recorded as its prediction.")
 opacity = cols[4].slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key="cam_opacity")
 
 dump, _ = data.predictions(run.id, tag)
 names = widgets.class_names(run, dump)
 chosen_class = None
-if target_mode == "chosen":
+if target_mode == "chosen" and not agnostic:
     chosen_class = st.selectbox("Class", range(len(names)), key="cam_class", format_func=names.__getitem__)
 if target_mode == "true" and dump is None:
     st.warning("The true classes come from the prediction dump, which this checkpoint lacks; "
                "explaining the predicted class instead.")
     target_mode = "predicted"
+tta = bool((run.config or {}).get("tta_flip"))
+st.caption(f"Predictions are the run's recorded ones for the {data.TAG_LABELS[tag]} checkpoint, as the gallery "
+           "and Compare show them."
+           + (" This run used flip test-time augmentation: a prediction averages the image and its mirror, "
+              "while a map is computed on the unflipped image alone." if tta else ""))
 
 default = ", ".join(str(i) for i in widgets.cam_selection(run.id))
 text = st.text_input("Test indices (comma-separated)", value=default, key=f"cam_indices_{run.id}",
@@ -82,21 +91,33 @@ if store is None:
     st.error("This run lacks the checkpoint or the dataset statistics Grad-CAM needs.")
     st.stop()
 with st.spinner(f"Computing {len(indices)} Grad-CAM maps…"):
-    probs = store.predict(images)
-    predicted = probs.argmax(1)
-    label_of = {} if dump is None else dict(zip(dump["index"].tolist(), dump["label"].tolist()))
-    labels = [label_of.get(i) for i in indices] if label_of else None
-    wanted = {"predicted": predicted, "true": labels, "chosen": [chosen_class] * len(indices)}[target_mode]
-    targets = [int(p if t is None else t) for t, p in zip(wanted, predicted)]  # no label: explain the prediction
+    recorded = metrics.recorded_predictions(dump, indices)
+    unrecorded = [i for i in indices if i not in recorded]
+    if unrecorded:  # no readable dump for this checkpoint: predict the way the run evaluates
+        at = [indices.index(i) for i in unrecorded]
+        probs = store.predict(images[at])
+        for i, p in zip(unrecorded, probs):
+            recorded[i] = {"label": None, "pred": int(p.argmax()), "confidence": float(p.max())}
+    shown = [recorded[i] for i in indices]
+    wanted = {"predicted": [p["pred"] for p in shown], "true": [p["label"] for p in shown],
+              "chosen": [chosen_class] * len(indices)}[target_mode]
+    targets = [int(p["pred"] if t is None else t) for t, p in zip(wanted, shown)]  # no label: the prediction
     cams = store.cams(images, indices, method, layer, targets)
+if unrecorded:
+    st.warning(f"The {data.TAG_LABELS[tag]} checkpoint's recorded predictions cannot be read for "
+               f"{len(unrecorded)} of these images; their predictions are computed now from the checkpoint, "
+               "the way the run evaluates.", icon=":material/warning:")
 
 per_row = 3
 for start in range(0, len(indices), per_row):
     cells = st.columns(per_row * 2)
     for k in range(start, min(start + per_row, len(indices))):
         left, right = cells[2 * (k - start)], cells[2 * (k - start) + 1]
-        truth = f"true {names[labels[k]]}, " if labels and labels[k] is not None else ""
-        left.image(data.to_png(images[k]), caption=f"#{indices[k]}: {truth}predicted {names[predicted[k]]} "
-                   f"({probs[k, predicted[k]]:.0%})", output_format="PNG")
-        right.image(data.to_png(data.overlay(images[k], cams[k], opacity)),
-                    caption=f"{method}, {layer}, class {names[targets[k]]}", output_format="PNG")
+        p = shown[k]
+        truth = "" if p["label"] is None else f"true {names[p['label']]}, "
+        left.image(data.to_png(images[k]), caption=f"#{indices[k]}: {truth}predicted {names[p['pred']]} "
+                   f"({metrics.percent(p['confidence'])}{'' if p['label'] is not None else ', computed now'})",
+                   output_format="PNG")
+        explains = " (uses no class)" if agnostic else f", class {names[targets[k]]}"
+        right.image(data.to_png(data.overlay(images[k], cams[k], opacity)), caption=f"{method}, {layer}{explains}",
+                    output_format="PNG")

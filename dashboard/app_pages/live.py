@@ -19,30 +19,28 @@ def show_run(run_id: str) -> None:
         return
     st.subheader(f"{data.md(data.run_labels().get(run.id, run.name))} · {run.status}")
     widgets.show_warnings(run.id, run.warnings)
-    planned = run.epochs_planned or 1
     steps = data.steps(run.id)
     per_epoch = metrics.steps_per_epoch(run)
-    total = per_epoch * planned if per_epoch else None
-    done = int(steps["step"].iloc[-1]) if len(steps) else int(run.epochs[-1]["step"]) if run.epochs else 0
+    total = per_epoch * run.epochs_planned if per_epoch and run.epochs_planned else None
+    done = int(steps["step"].iloc[-1]) if len(steps) else None
     config = run.config or {}
-    if run.status == "running" and not run.lr_finder and config.get("lr") is None and not done:
+    if run.status == "running" and not run.lr_finder and config.get("lr") is None and not done and not run.epochs:
         show_range_test(run.id, config)
     else:
-        fraction = min(done / total, 1.0) if total else min(len(run.epochs) / planned, 1.0)
-        st.progress(fraction, text=f"step {done} of {total or '?'} · epoch {len(run.epochs)} of {planned} done "
-                                   f"({fraction:.0%})")
+        fraction, text = metrics.live_progress(run.epochs, done, per_epoch, run.epochs_planned)
+        st.progress(fraction, text=text)
     if run.epochs:
         last = run.epochs[-1]
         figures = st.columns(4)
-        figures[0].metric("Test accuracy", f"{last.get('test_acc', 0):.2%}")
-        figures[1].metric("Train loss", f"{last.get('train_loss', 0):.4f}")
-        figures[2].metric("Seconds per epoch", f"{last.get('seconds', 0):.1f}")
-        figures[3].metric("Images per second", f"{last.get('images_per_s', 0):.0f}")
+        figures[0].metric("Test accuracy", metrics.number_text(last.get("test_acc"), ".2%"))
+        figures[1].metric("Train loss", metrics.number_text(last.get("train_loss"), ".4f"))
+        figures[2].metric("Seconds per epoch", metrics.number_text(last.get("seconds"), ".1f"))
+        figures[3].metric("Images per second", metrics.number_text(last.get("images_per_s"), ".0f"))
     epochs = data.epochs(run)
     left, right = st.columns(2)
     for where, kind in ((left, "acc"), (right, "loss")):
-        where.plotly_chart(charts.live_curves(epochs, steps, kind, total, per_epoch), config=charts.CONFIG,
-                           key=f"live_{kind}_{run.id}")
+        where.plotly_chart(charts.live_curves(epochs, steps, kind, total, per_epoch, run.num_classes),
+                           config=charts.CONFIG, key=f"live_{kind}_{run.id}")
 
 
 def show_range_test(run_id: str, config: dict) -> None:

@@ -10,38 +10,51 @@ from dashboard import charts, data, metrics, widgets
 run_id = widgets.focus_run()
 run = data.load_run(run_id) if run_id else None
 if run is None:
+    widgets.write_url()
     st.stop()
 st.title(f"Misclassifications · {data.md(data.run_labels().get(run.id, run.name))}")
 
-preset = st.session_state.pop("gallery_preset", None)  # set by a confusion-matrix click
-if preset:
-    st.session_state.update(mis_true=preset["true"], mis_pred=preset["pred"], mis_conf=(0.0, 1.0))
-    if preset["tag"] in run.prediction_tags():
-        st.session_state["mis_dump"] = preset["tag"]
+# The filters live in the widgets and in the URL. Parameters the URL brings (a link, a reload, the
+# back button, a confusion-matrix click) set the widgets; a filter absent from them is at its default.
+tags = run.prediction_tags()
+from_url = widgets.new_url_params(metrics.GALLERY_PARAMS)
+if from_url is not None and tags:
+    st.session_state["mis_dump"] = metrics.gallery_filters(from_url, [], tags)[0].get("dump", tags[0])
 
 tag = widgets.dump_picker(run, key="mis_dump")
 dump, warnings = data.predictions(run.id, tag) if tag else (None, [])
 widgets.show_warnings(run.id, warnings)
 if dump is None:
+    widgets.write_url()
     st.stop()
 names = widgets.class_names(run, dump)
 classes = list(range(len(names)))
+if from_url is not None:
+    found, problems = metrics.gallery_filters(from_url, names, tags)
+    st.session_state.update(mis_true=found.get("true", []), mis_pred=found.get("pred", []),
+                            mis_conf=found.get("conf", (0.0, 1.0)),
+                            mis_sort=found.get("sort", next(iter(metrics.SORTS))),
+                            mis_per_page=found.get("per_page", metrics.DEFAULT_PER_PAGE))
+    if problems:
+        st.warning("Not used from the link: " + "; ".join(problems) + ".", icon=":material/warning:")
 
-cols = st.columns([3, 3, 3, 2, 1])
+cols = st.columns([3, 3, 2.5, 2.5, 1])
 true = cols[0].multiselect("True class", classes, key="mis_true", format_func=names.__getitem__,
                            persist_state="session", placeholder="any")
 pred = cols[1].multiselect("Predicted class", classes, key="mis_pred", format_func=names.__getitem__,
                            persist_state="session", placeholder="any")
 confidence = cols[2].slider("Confidence", 0.0, 1.0, (0.0, 1.0), 0.01, key="mis_conf", persist_state="session")
 sort = cols[3].selectbox("Sort by", list(metrics.SORTS), key="mis_sort", persist_state="session")
-per_page = cols[4].selectbox("Per page", (12, 24, 48), index=1, key="mis_per_page", persist_state="session")
+per_page = cols[4].selectbox("Per page", metrics.PER_PAGE, index=metrics.PER_PAGE.index(metrics.DEFAULT_PER_PAGE),
+                             key="mis_per_page", persist_state="session")
+widgets.write_url(widgets.gallery_params(true, pred, confidence, tag, names, tags))
 
 rows = metrics.misclassified(dump, true, pred, confidence, sort)
 wrong = int((dump["label"] != dump["pred"]).sum())
 count_col, note_col, link_col = st.columns([1, 3, 2])
 count_col.metric("Matching images", len(rows), help=f"{wrong} of {len(dump['label'])} test images are wrong")
 note_col.caption(f"{wrong} of {len(dump['label'])} test images are misclassified by the {data.TAG_LABELS[tag]} "
-                 f"model ({wrong / max(len(dump['label']), 1):.1%}). Tick images to explain them on the Grad-CAM page.")
+                 f"model ({wrong / max(len(dump['label']), 1):.1%}).")
 picked = set(widgets.cam_selection(run.id))
 with link_col:
     if picked:
@@ -81,7 +94,7 @@ for start in range(0, len(shown), columns):
     for offset, (cell, row) in enumerate(zip(cells, shown[start:start + columns])):
         index = int(dump["index"][row])
         label, guess = names[int(dump["label"][row])], names[int(dump["pred"][row])]
-        caption = (f"#{index}: {label} → {guess}  \n{dump['confidence'][row]:.0%} sure · "
+        caption = (f"#{index}: {label} → {guess}  \n{metrics.percent(dump['confidence'][row])} sure · "
                    f"loss {dump['loss'][row]:.2f}")
         if pngs is not None:
             cell.image(pngs[start + offset], width=data.IMAGE_PX, output_format="PNG")

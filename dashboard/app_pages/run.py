@@ -12,7 +12,7 @@ if run is None:
     st.stop()
 
 st.title(f"Run {data.md(data.run_labels().get(run.id, run.name))}")
-st.caption(f"`{run.id}` · {run.status} · dataset {run.dataset_name or '?'} · created {run.created} · "
+st.caption(f"`{run.id}` · {run.status} · dataset {run.dataset_name or '?'} · created {run.created or '?'} · "
            f"{run.device_name or 'device unknown'}")
 if run.status in ("failed", "interrupted"):
     st.error(f"The run {run.status}: {run.error or 'no reason recorded'}")
@@ -22,15 +22,13 @@ widgets.show_warnings(run.id, run.warnings)
 best_acc, best_epoch = run.best_epoch()
 final_acc = run.epochs[-1].get("test_acc") if run.epochs else None
 reached = metrics.first_epoch_reaching(run.epochs, 0.85)
-params = run.total_params
-used_lr = run.used_lr
 figures = st.columns(6)
-figures[0].metric("Parameters", f"{params:,}" if params else "—")
-figures[1].metric("Best test accuracy", f"{best_acc:.2%}" if best_acc is not None else "—",
+figures[0].metric("Parameters", metrics.number_text(run.total_params, ",.0f"))
+figures[1].metric("Best test accuracy", metrics.number_text(best_acc, ".2%"),
                   help=f"epoch {best_epoch}" if best_epoch else None)
-figures[2].metric("Final test accuracy", f"{final_acc:.2%}" if final_acc is not None else "—")
-figures[3].metric("First epoch at 85%", reached or "—", help=None if reached else "not reached yet")
-figures[4].metric("Max LR", f"{used_lr:.3g}" if used_lr else "—")
+figures[2].metric("Final test accuracy", metrics.number_text(final_acc, ".2%"))
+figures[3].metric("First epoch at 85%", reached or metrics.DASH, help=None if reached else "not reached yet")
+figures[4].metric("Max LR", metrics.number_text(run.used_lr, ".3g"))
 figures[5].metric("Epochs", f"{len(run.epochs)} / {run.epochs_planned or '?'}")
 
 # ---------------------------------------------------------------- curves
@@ -84,16 +82,17 @@ if dump is not None:
     figure = charts.confusion_grid(matrix * 100 if normalised else matrix, names,
                                    "Confusion matrix (click a cell for its images)",
                                    "% of the true class" if normalised else "images", percent=normalised)
-    event = st.plotly_chart(figure, config=charts.CONFIG, key="confusion", on_select="rerun", selection_mode="points")
+    event = st.plotly_chart(figure, config=charts.CONFIG, key="confusion", on_select="rerun", selection_mode="points",
+                            width="content")
     points = event.selection.points if event else []
     if points:  # the browser sends customdata as {"0": .., "1": ..}: read the cell's class labels instead
         cell = points[0]
         if cell.get("y") in names and cell.get("x") in names:
-            widgets.open_gallery(names.index(cell["y"]), names.index(cell["x"]), tag)
+            widgets.open_gallery(names.index(cell["y"]), names.index(cell["x"]), tag, names, run.prediction_tags())
 
     with st.form("cell_picker", border=False):
         cols = st.columns([2, 2, 1])
         true = cols[0].selectbox("True class", range(n), format_func=names.__getitem__)
         pred = cols[1].selectbox("Predicted class", range(n), index=min(1, n - 1), format_func=names.__getitem__)
         if cols[2].form_submit_button("Show these images"):
-            widgets.open_gallery(true, pred, tag)
+            widgets.open_gallery(true, pred, tag, names, run.prediction_tags())

@@ -44,21 +44,7 @@ st.dataframe(
     selection_mode="multi-row",
     selection_default={"selection": {"rows": [i for i, run_id in enumerate(view["id"]) if run_id in selected]}},
     column_order=columns,
-    column_config={
-        "name": st.column_config.TextColumn("name", width="medium"),
-        "epochs": st.column_config.TextColumn("epochs", help="done / planned"),
-        "test_acc_curve": st.column_config.LineChartColumn("test acc curve", y_min=0, y_max=100, width="small",
-                                                           help="test accuracy (%) after each epoch"),
-        "best_test_acc": st.column_config.NumberColumn("best acc", format="%.2f%%",
-                                                       help="best test accuracy (earliest epoch on a tie)"),
-        "final_test_acc": st.column_config.NumberColumn("final acc", format="%.2f%%",
-                                                        help="test accuracy after the last epoch"),
-        "duration_s": st.column_config.NumberColumn("time (s)", format="%.0f", help="wall-clock duration"),
-        "created": st.column_config.TextColumn("created (UTC)"),
-        "error": st.column_config.TextColumn("error", width="medium"),
-        "damaged": st.column_config.TextColumn("damaged files", width="medium",
-                                               help="files that could not be read whole; see the warnings below"),
-    },
+    column_config=widgets.RUNS_TABLE_COLUMNS,
 )
 st.caption("Tick rows to select runs for the other pages (they also appear in the sidebar and the URL). "
            "Click a column header to sort.")
