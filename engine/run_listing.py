@@ -98,10 +98,6 @@ class Selection:
             words.append(f"--where {self.query.text!r}")
         return runs.printable(" ".join(words))
 
-    @property
-    def any(self) -> bool:
-        return bool(self.statuses or self.tags or self.query is not None)
-
 
 # ---------------------------------------------------------------- JSON
 
