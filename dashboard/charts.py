@@ -52,7 +52,7 @@ def training_curves(epochs: pd.DataFrame, metric: str, steps: pd.DataFrame | Non
     `epochs` has columns epoch, train_<metric>, test_<metric>; `steps` has epoch_position, loss."""
     fig = go.Figure()
     if metric == "loss" and steps is not None and len(steps):
-        fig.add_scatter(x=steps["epoch_position"], y=steps["loss"], mode="lines", name="train loss per step",
+        fig.add_scatter(x=steps["epoch_position"], y=_values(steps, "loss"), mode="lines", name="train loss per step",
                         line=dict(color=run_colour(0), width=1), opacity=0.25)
     scale = 100.0 if metric == "acc" else 1.0
     for split, dash in (("train", "dot"), ("test", "solid")):
@@ -75,7 +75,7 @@ def _whole_epochs(fig: go.Figure, *tables: pd.DataFrame) -> None:
 
 def lr_schedule(steps: pd.DataFrame) -> go.Figure:
     """The learning rate each optimizer step used."""
-    fig = go.Figure(go.Scatter(x=steps["step"], y=steps["lr"], mode="lines", name="learning rate",
+    fig = go.Figure(go.Scatter(x=steps["step"], y=_values(steps, "lr"), mode="lines", name="learning rate",
                                line=dict(color=run_colour(2))))
     return _layout(fig, "Learning-rate schedule", "optimizer step", "learning rate")
 
@@ -109,7 +109,7 @@ def lr_finder_curve(lr_finder: Mapping) -> go.Figure:
 def lr_finder_progress(rows: pd.DataFrame, start_lr: float | None, end_lr: float | None) -> go.Figure:
     """The range test while it runs: raw loss against LR, the log axis fixed to the whole sweep
     (a little wider, so the end points sit inside it) so the curve grows from the left."""
-    fig = go.Figure(go.Scatter(x=rows["lr"], y=rows["loss"], mode="lines+markers", name="loss at each step",
+    fig = go.Figure(go.Scatter(x=rows["lr"], y=_values(rows, "loss"), mode="lines+markers", name="loss at each step",
                                line=dict(color=run_colour(0), width=1), marker=dict(size=3)))
     fig.update_xaxes(type="log")
     if start_lr and end_lr and 0 < start_lr < end_lr:

@@ -204,7 +204,10 @@ def test_curves_draw_null_nan_and_infinite_values_as_gaps():
                            "train_loss": [1.0, float("inf"), np.nan], "test_loss": ["x", 0.9, 0.8]})
     for figure in (charts.training_curves(epochs, "acc"), charts.training_curves(epochs, "loss"),
                    charts.compare_curves({"a": epochs}, "test_acc", "test accuracy"),
-                   charts.live_curves(epochs, epochs.assign(step=[1, 2, 3], loss=[None, 1.0, np.inf]), "loss", 9, 3)):
+                   charts.live_curves(epochs, epochs.assign(step=[1, 2, 3], loss=[None, 1.0, np.inf]), "loss", 9, 3),
+                   charts.lr_schedule(pd.DataFrame({"step": [1, 2], "lr": [None, None]})),
+                   charts.lr_finder_progress(pd.DataFrame({"lr": [1e-3, 1e-2], "loss": [None, np.nan]}), 1e-4, 1),
+                   charts.training_curves(epochs, "loss", pd.DataFrame({"epoch_position": [1], "loss": [None]}))):
         for trace in figure.data:
             values = np.asarray(trace.y, float)
             assert values.dtype == float and not np.isinf(values).any()
