@@ -67,14 +67,15 @@ CAM_CAPTION = re.compile(r"#(\d+): true (.+?), predicted (.+?) \((\d+)%\)")
 
 @pytest.fixture(scope="module")
 def fast_root(tmp_path_factory, sample) -> Path:
-    """One tiny run of the `fast` preset: flip TTA and an EMA of weights."""
+    """One tiny run of the `fast` preset (flip TTA and an EMA of weights), and an `s11` one beside it."""
     root = tmp_path_factory.mktemp("fast-runs")
     train(tiny_config(root, preset="fast", name="fast", lr=0.05), data=sample, quiet=True)
+    train(tiny_config(root, name="plain", lr=0.05), data=sample, quiet=True)
     return root
 
 
 def test_grad_cam_captions_equal_the_gallery_on_a_tta_run(monkeypatch, fast_root):
-    (run,) = runs.list_runs(fast_root)
+    run = next(r for r in runs.list_runs(fast_root) if r.name == "fast")
     assert run.config["tta_flip"] and run.config["ema_decay"] > 0
     at = go(open_app(monkeypatch, fast_root, {"runs": run.id, "run": run.id}), "misclassified")
     gallery = {}
@@ -109,6 +110,23 @@ def test_grad_cam_captions_equal_the_gallery_on_a_tta_run(monkeypatch, fast_root
     assert [c.rsplit("class ", 1)[1] for c in overlays] == [gallery[i][1] for i in shown]
     notes = " ".join(c.value for c in at.caption) + " ".join(i.value for i in at.info)
     assert "unflipped" in notes and "test-time augmentation" in notes
+
+
+COMPARE_CAPTION = re.compile(r"#(\d+): true (.+?) · A (.+?) \((\d+)%\) · B (.+?) \((\d+)%\)")
+
+
+def test_compare_shows_the_recorded_predictions_of_a_tta_run(monkeypatch, fast_root):
+    """Run B is the `fast` run: each caption's B class and percentage are its recorded ones."""
+    plain, fast = (next(r for r in runs.list_runs(fast_root) if r.name == name) for name in ("plain", "fast"))
+    at = go(open_app(monkeypatch, fast_root, {"runs": [plain.id, fast.id]}), "compare")
+    dump, names = fast.predictions("final"), fast.class_names
+    recorded = metrics.recorded_predictions(dump, dump["index"])
+    shown = [COMPARE_CAPTION.search(c) for image in at.get("caption") for c in [image.value]]
+    shown = [found for found in shown if found]
+    assert shown, [c.value for c in at.caption]
+    for found in shown:
+        row = recorded[int(found[1])]
+        assert (found[5], f"{found[6]}%") == (names[row["pred"]], f"{row['confidence']:.0%}"), found[0]
 
 
 # ---------------------------------------------------------------- 4. any value a run can hold
