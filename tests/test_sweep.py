@@ -120,6 +120,20 @@ def test_a_random_search_is_seeded_and_stays_in_its_ranges(tmp_path, sample, cap
     assert [t.params for t in plan_sweep(request).trials] != [t.params for t in plan.trials]
 
 
+def test_a_log_range_is_drawn_evenly_over_its_orders_of_magnitude():
+    """1e-4..1e-1 spans three decades: log-uniform puts a third of the draws in the first, uniform
+    about 1%. Integer fields get integers within the range, both ends reachable."""
+    def draws(spec: str) -> list:
+        request = SweepRequest(base={"dataset": f"npz:{SAMPLE}"}, random={"lr": spec, "cutout": "0:3"}, trials=600)
+        return [t.params for t in plan_sweep(request).trials]
+
+    logged = [p["lr"] for p in draws("1e-4:1e-1:log")]
+    assert 0.27 < sum(v < 1e-3 for v in logged) / len(logged) < 0.40 and all(1e-4 <= v <= 1e-1 for v in logged)
+    linear = draws("1e-4:1e-1")
+    assert sum(p["lr"] < 1e-3 for p in linear) / len(linear) < 0.03
+    assert {p["cutout"] for p in linear} == {0, 1, 2, 3}
+
+
 def test_a_toml_sweep_section_plans_what_the_flags_plan(tmp_path):
     config = tmp_path / "sweep.toml"
     config.write_text(f'dataset = "npz:{SAMPLE}"\nepochs = 1\nname = "from-file"\n\n[sweep]\n'
