@@ -10,7 +10,7 @@ import os
 import re
 import sys
 import threading
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -103,9 +103,11 @@ def run_labels() -> dict[str, str]:
     (the whole id where even that clashes, as in copies of one run)."""
     table = runs_table()
     names = [str(name or run_id) for run_id, name in zip(table["id"], table["name"])]
-    labels = [f"{name} · {runs.short_id(run_id)}" if names.count(name) > 1 else name
+    name_counts = Counter(names)  # counted once: a list.count per run is quadratic at 10,000 runs
+    labels = [f"{name} · {runs.short_id(run_id)}" if name_counts[name] > 1 else name
               for run_id, name in zip(table["id"], names)]
-    return {run_id: f"{name} · {run_id}" if labels.count(label) > 1 else label
+    label_counts = Counter(labels)
+    return {run_id: f"{name} · {run_id}" if label_counts[label] > 1 else label
             for run_id, name, label in zip(table["id"], names, labels)}
 
 
