@@ -269,6 +269,9 @@ def start_ray(address: str, num_cpus: int | None = None) -> Any:
     local = address == LOCAL
     ray = import_ray(local)
     if local:
+        # Ray starts its workers at niceness 15; here the trials are the job, and beside any other
+        # busy process a niced trial gets a few per cent of a core. A user's own setting wins.
+        os.environ.setdefault("RAY_worker_niceness", "0")
         ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
     else:
         try:
