@@ -15,7 +15,7 @@ from tests.conftest import PROJECT_ROOT, SAMPLE
 DATASET = {"name": "toy", "classes": ["cat", "dog", "ship"], "num_classes": 3, "train_size": 8, "test_size": 6,
            "image_shape": [32, 32, 3], "mean": [0.5] * 3, "std": [0.25] * 3, "fingerprint": "ab" * 8}
 TINY_FLAGS = ["--dataset", f"npz:{SAMPLE}", "--width", "4", "--batch-size", "32", "--train-subset", "256",
-              "--test-subset", "128", "--lr-finder-iters", "12", "--threads", "2"]
+              "--test-subset", "128", "--lr-finder-iters", "12", "--threads", "2", "--step-log-every", "1"]
 
 
 def epoch_row(epoch: int, acc: float) -> dict:
@@ -62,12 +62,27 @@ def start_killable_writer(runs_dir: Path) -> tuple[subprocess.Popen, Path]:
 
 
 def wait_for(condition, timeout: float = 240.0, proc: subprocess.Popen | None = None, what: str = "") -> None:
-    """Poll `condition` until it holds; fail after `timeout` s, or at once when `proc` ended."""
+    """Poll `condition` until it holds; fail after `timeout` s, or at once when `proc` has ended,
+    saying what was awaited (`what`) and what the process printed."""
+    what = what or "the condition"
     start = time.monotonic()
     while not condition():
         if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"the process ended (exit {proc.returncode}) before {what or 'the condition'}: "
+            raise AssertionError(f"the process ended (exit {proc.returncode}) before {what}: "
                                  f"{proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
         if time.monotonic() - start > timeout:
-            raise AssertionError(f"{what or 'the condition'}: not after {timeout:.0f} s")
+            raise AssertionError(f"{what}: not after {timeout:.0f} s"
+                                 + ("; the process is still running" if proc is not None else ""))
         time.sleep(0.02)
+
+
+def cli(capsys, *argv) -> tuple[int, str, str]:
+    """`resnet-runs ARGV` in this process: (exit status, stdout, stderr)."""
+    from engine.cli import main
+
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exc:  # argparse's own exit, which the command should not need
+        code = exc.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err

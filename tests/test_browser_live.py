@@ -13,8 +13,9 @@ import pytest
 from bench import screenshots
 from engine import runs
 from tests.conftest import PROJECT_ROOT, SAMPLE
+from tests.runs_for_tests import wait_for
 from tests.test_browser import figure
-from tests.test_reliability import steps_written, wait_for
+from tests.test_reliability import steps_written
 
 pytest.importorskip("playwright.sync_api")
 from playwright.sync_api import expect, sync_playwright  # noqa: E402

@@ -17,21 +17,11 @@ from pathlib import Path
 import pytest
 
 from engine import commands, runs
-from engine.cli import main
 from tests.conftest import PROJECT_ROOT, SAMPLE
+from tests.runs_for_tests import cli
 
 VENV_BIN = PROJECT_ROOT / ".venv" / "bin"
 TWIN_ID = "20250101-000000-abcdef-seed1"  # a second run named seed1
-
-
-def cli(capsys, *argv) -> tuple[int, str, str]:
-    """`resnet-runs ARGV` in this process: (exit status, stdout, stderr)."""
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exc:  # argparse's own exit, which the command should not need
-        code = exc.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def refused(code: int, out: str, err: str) -> list[str]:

@@ -15,22 +15,11 @@ import pytest
 
 from engine import run_layout as layout
 from engine import runs
-from engine.cli import main
 from engine.run_summary import BOOKKEEPING, SUMMARY_KEYS
-from tests.runs_for_tests import open_run, start_training, wait_for, write_run
+from tests.runs_for_tests import cli, open_run, start_training, wait_for, write_run
 
 PUBLIC_KEYS = [key for key in SUMMARY_KEYS if key not in BOOKKEEPING]
 HOSTILE = "\x1b[2J\n| fake | row"
-
-
-def cli(capsys, *argv) -> tuple[int, str, str]:
-    """`resnet-runs ARGV` in this process: (exit status, stdout, stderr)."""
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exc:  # argparse's own exit, which the command should not need
-        code = exc.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def listed(capsys, root: Path, *flags) -> list[dict]:

@@ -21,15 +21,8 @@ from engine import runs
 from engine.checkpoint import load_weights
 from engine.model import ResNet18, create_model
 from engine.train import TrainingFailed, train
-from tests.conftest import PROJECT_ROOT, SAMPLE, tiny_config
-
-TINY_FLAGS = ["--dataset", f"npz:{SAMPLE}", "--width", "4", "--batch-size", "32", "--train-subset", "256",
-              "--test-subset", "128", "--lr-finder-iters", "12", "--threads", "2", "--step-log-every", "1"]
-
-
-def start_training(runs_dir: Path, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "engine", "train", *TINY_FLAGS, "--runs-dir", str(runs_dir),
-                             *extra], cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+from tests.conftest import PROJECT_ROOT, tiny_config
+from tests.runs_for_tests import start_training, wait_for
 
 
 def lines_in(path: Path) -> int:
@@ -44,20 +37,6 @@ def steps_written(runs_dir: Path, name: str = runs.STEPS_JSONL) -> int:
     if not runs_dir.is_dir():
         return 0
     return max((lines_in(p / name) for p in runs_dir.iterdir()), default=0)
-
-
-def wait_for(condition, timeout: float = 240.0, proc: subprocess.Popen | None = None, what: str = "") -> None:
-    """Poll `condition` until it holds; fail after `timeout` s, or at once when `proc` has ended,
-    saying what was awaited (`what`) and what the process printed."""
-    what = what or "the condition"
-    start = time.monotonic()
-    while not condition():
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"training ended (exit {proc.returncode}) before {what}: "
-                                 f"{proc.stderr.read().decode()[-2000:]}")
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"{what}: not after {timeout:.0f} s; the training process is still running")
-        time.sleep(0.02)
 
 
 def only_run(runs_dir: Path) -> Path:
