@@ -26,11 +26,13 @@ PAGES = {
     "misclassified": st.Page("app_pages/misclassified.py", title="Misclassifications", icon=":material/image_search:"),
     "grad_cam": st.Page("app_pages/grad_cam.py", title="Grad-CAM", icon=":material/blur_on:"),
     "compare": st.Page("app_pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
+    "sweep": st.Page("app_pages/sweep.py", title="Sweep", icon=":material/stacked_line_chart:"),
     "live": st.Page("app_pages/live.py", title="Live", icon=":material/autorenew:"),
 }
 SINGLE_RUN_PAGES = {"run", "misclassified", "grad_cam"}
+OWN_URL_PAGES = ("misclassified", "sweep")  # their URLs hold more than the run selection: filters, the sweep
 
 page = st.navigation(list(PAGES.values()))
 widgets.run_selection(show_focus=any(page is PAGES[name] for name in SINGLE_RUN_PAGES),
-                      write_url=page is not PAGES["misclassified"])  # the gallery's URL holds its filters too
+                      write_url=all(page is not PAGES[name] for name in OWN_URL_PAGES))
 page.run()

@@ -38,15 +38,23 @@ if len(runs) < 2:
     st.stop()
 
 # ---------------------------------------------------------------- curves, one colour per run
-epochs = {label[r]: data.epochs(run) for r, run in runs.items()}
+if len(runs) > len(charts.RUN_PALETTE):
+    st.info(f"{len(runs)} runs: past {len(charts.RUN_PALETTE)} the run colours repeat; select fewer runs to tell "
+            "every curve apart.")
+short = widgets.short_labels({r: label[r] for r in runs})  # legend entries that fit beside each other
+epochs = {short[r]: data.epochs(run) for r, run in runs.items()}
 left, right = st.columns(2)
 for where, column, title in ((left, "test_acc", "test accuracy"), (right, "test_loss", "test loss"),
                              (left, "train_acc", "train accuracy"), (right, "train_loss", "train loss")):
-    where.plotly_chart(charts.compare_curves(epochs, column, title), config=charts.CONFIG, key=f"cmp_{column}")
+    where.plotly_chart(widgets.legend_below(charts.compare_curves(epochs, column, title), list(short.values()), 600),
+                       config=charts.CONFIG, key=f"cmp_{column}")
 
 # ---------------------------------------------------------------- key figures and config
 st.subheader("Key figures")
-st.dataframe(metrics.key_figures({label[r]: run for r, run in runs.items()}), key="key_figures",
+figures = metrics.key_figures({label[r]: run for r, run in runs.items()})
+reached = "first epoch at 85%"  # an epoch number or "not reached": one text column, not a mixed one
+figures[reached] = figures[reached].astype(str)
+st.dataframe(figures, key="key_figures",
              column_config={"best test acc": st.column_config.NumberColumn(format="%.2f%%"),
                             "final test acc": st.column_config.NumberColumn(format="%.2f%%"),
                             "duration (s)": st.column_config.NumberColumn(format="%.0f")})
@@ -71,9 +79,10 @@ for run_id in runs:
 if not dumps:
     st.stop()
 names = widgets.class_names(next(iter(runs.values())), next(iter(dumps.values())))
-per_class = pd.DataFrame({label[r]: metrics.per_class_accuracy(d["label"], d["pred"], len(names))
+per_class = pd.DataFrame({short[r]: metrics.per_class_accuracy(d["label"], d["pred"], len(names))
                           for r, d in dumps.items()}, index=names)
-st.plotly_chart(charts.per_class_accuracy(per_class), config=charts.CONFIG, key="cmp_per_class")
+st.plotly_chart(widgets.legend_below(charts.per_class_accuracy(per_class), list(per_class.columns), 1200),
+                config=charts.CONFIG, key="cmp_per_class")
 if len(dumps) < 2:
     st.stop()
 
@@ -117,3 +126,7 @@ if pngs is None:
 else:
     widgets.image_grid(pngs, captions, columns=6)
 st.caption(f"{len(np.asarray(indices))} images in all; {len(shown)} shown on this page.")
+
+from dashboard import seed_view  # noqa: E402  (issue 20: seed groups and the verdict, below everything)
+
+seed_view.show(list(runs))
