@@ -230,8 +230,12 @@ def key_figures(runs_by_label: Mapping[str, Any]) -> pd.DataFrame:
 
 
 def steps_per_epoch(run: Any) -> int | None:
-    """Optimizer steps in one epoch: from the first finished epoch, else from the config and the
-    dataset (ceil(train images / batch), capped by max_steps), else None."""
+    """Optimizer steps in one epoch: the training plan run.json records (engine/training_plan.py),
+    else, for runs older than it, from the first finished epoch, else from the config and the
+    dataset (ceil(train images / batch), capped by max_steps; one process assumed), else None."""
+    plan = run.meta.get("plan")
+    if plan:
+        return plan["steps_per_epoch"]
     first = finite(run.epochs[0].get("step")) if run.epochs else None
     if first:
         return int(first)

@@ -55,6 +55,8 @@ class TrainConfig:
     lr_finder_start: float = _option(1e-6, "LR range test: first LR of the exponential sweep")
     lr_finder_end: float = _option(0.9, "LR range test: last LR of the sweep")
     lr_finder_iters: int = _option(200, "LR range test: steps in the sweep")
+    lr_suggestion: str = _option("steepest", "which range-test suggestion sets max LR: steepest (descent of the "
+                                             "smoothed loss), valley (fast.ai's) or minimum (its LR / 10)")
     # OneCycle schedule, stepped every batch
     pct_start: float | None = _option(None, "fraction of steps spent rising to max LR (default: 5/epochs, at "
                                              "most 0.5)")
@@ -89,6 +91,8 @@ class TrainConfig:
     deterministic: bool = _option(False, "deterministic algorithms (slower; reproducible on one machine)")
     eval_batch_size: int = _option(1024, "batch size for evaluation")
     step_log_every: int = _option(25, "per-step rows are flushed to disk this often (steps)")
+    dynamics: bool = _option(True, "record every image's true-class probability, margin and correctness at "
+                                   "every epoch (dynamics/ in the run: data maps, likely-mislabelled images)")
 
     def resolved_pct_start(self) -> float:
         # The recipe peaks after epoch 5; short runs peak half-way instead of at their very end.
@@ -234,6 +238,8 @@ def validate(config: TrainConfig) -> None:
     need(c.pct_start is None or 0 < c.pct_start < 1, f"pct_start must be in (0, 1) (got {c.pct_start})")
     need(c.div_factor > 0 and c.final_div_factor > 0, "div_factor and final_div_factor must be positive")
     need(c.anneal_strategy in ("linear", "cos"), f"anneal_strategy must be linear or cos (got {c.anneal_strategy!r})")
+    need(c.lr_suggestion in ("steepest", "valley", "minimum"),
+         f"lr_suggestion must be steepest, valley or minimum (got {c.lr_suggestion!r})")
     for name in ("jitter_p", "grey_p"):
         need(0 <= getattr(c, name) <= 1, f"{name} must be a probability in [0, 1] (got {getattr(c, name)})")
     need(0 <= c.contrast <= 1, f"contrast must be in [0, 1] (got {c.contrast})")

@@ -394,9 +394,15 @@ class TrainBatches:
         return batches_per_epoch(len(self.labels), self.config.batch_size, self.sampler.num_replicas)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for _, x, y in self.indexed():
+            yield x, y
+
+    def indexed(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """(dataset indices, images, labels) per batch: the indices let the training dynamics
+        (engine/dynamics.py) say which image each value belongs to, on every process."""
         order = torch.tensor(list(self.sampler), dtype=torch.long).to(self.images.device)
         for start in range(0, len(order), self.batch_size):
             idx = order[start:start + self.batch_size]
             with label("augment"):
                 x = augment(self.images[idx], self.config, self.mean, self.std, self.gen)
-            yield x, self.labels[idx]
+            yield idx, x, self.labels[idx]

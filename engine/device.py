@@ -21,8 +21,9 @@ from tqdm import tqdm
 
 from engine import distributed
 from engine.config import TrainConfig, fit_batch_to_dataset
-from engine.data import ImageDataset, load_dataset, steps_per_epoch
+from engine.data import ImageDataset, load_dataset
 from engine.distributed import World
+from engine.training_plan import plan_training
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -151,7 +152,7 @@ def prepare_run(config: TrainConfig, data: ImageDataset | None, quiet: bool = Fa
     if config.batch_size > len(data.y_train):
         raise ValueError(f"batch_size {config.batch_size} is larger than the {len(data.y_train)} training "
                          "images; lower --batch-size or raise --train-subset")
-    total_steps = config.epochs * steps_per_epoch(config, len(data.y_train), world.size)
+    total_steps = plan_training(config, len(data.y_train), world.size).total_steps
     if config.resolved_pct_start() * total_steps <= 1:
         raise ValueError(f"the run has only {total_steps} optimizer steps, too few for OneCycle's warm-up "
                          f"(pct_start {config.resolved_pct_start():.2g} x {total_steps} steps must exceed 1); "

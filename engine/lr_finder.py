@@ -15,7 +15,7 @@ import math
 import sys
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -88,6 +88,15 @@ class _Batches(TrainDataLoaderIter):
         return super().__next__()
 
 
+SUGGESTIONS = {  # config `lr_suggestion` -> what it is, as the CLI and lr_finder.json name it
+    "steepest": "steepest descent of the smoothed loss",
+    "valley": "fast.ai's valley (half way down the longest descent)",
+    "minimum": "LR of the smoothed loss's minimum / 10",
+}
+FLAT_BELOW = 0.05  # the smoothed loss moved by less than this share of its start: no signal
+NOISY_ABOVE = 0.25  # median |raw - smoothed| over the median smoothed loss: too noisy to read
+
+
 @dataclass
 class RangeTestResult:
     lrs: list[float]
@@ -96,6 +105,9 @@ class RangeTestResult:
     suggestion: float
     suggestion_index: int
     diverged: bool
+    method: str = "steepest"  # the key of SUGGESTIONS that chose `suggestion`
+    suggestions: dict[str, int] = field(default_factory=dict)  # every method's index into `lrs`
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {
@@ -104,8 +116,11 @@ class RangeTestResult:
             "smoothed_loss": self.smoothed,
             "suggested_lr": self.suggestion,
             "suggestion_index": self.suggestion_index,
-            "method": "steepest descent of the smoothed loss",
+            "method": SUGGESTIONS[self.method],
             "diverged": self.diverged,
+            "suggestions": {name: {"lr": self.lrs[i] / (10 if name == "minimum" else 1), "index": i}
+                            for name, i in self.suggestions.items()},
+            "warnings": self.warnings,
         }
 
 
@@ -118,6 +133,57 @@ def steepest_descent(lrs: list[float], smoothed: list[float]) -> int:
     return start + int(np.gradient(window).argmin())
 
 
+def valley(smoothed: list[float]) -> int:
+    """fast.ai's `valley`: the longest run of decreasing losses (a longest decreasing
+    subsequence), and the point half way down it."""
+    n = len(smoothed)
+    longest = [1] * n
+    start = end = 0
+    for i in range(1, n):
+        for j in range(i):
+            if smoothed[i] < smoothed[j] and longest[i] < longest[j] + 1:
+                longest[i] = longest[j] + 1
+            if longest[end] < longest[i]:
+                end = i
+                start = end - longest[end]
+    sections = (end - start) / 3
+    return min(start + int(sections) + int(sections / 2), n - 1)
+
+
+def minimum(smoothed: list[float]) -> int:
+    """Index of the smoothed loss's minimum (its LR / 10 is the suggestion), ignoring the noisy ends."""
+    start, end = SKIP_START, len(smoothed) - SKIP_END
+    if end - start < 3:
+        start, end = 0, len(smoothed)
+    return start + int(np.argmin(smoothed[start:end]))
+
+
+def suggest(lrs: list[float], raw: list[float], smoothed: list[float]) -> dict[str, int]:
+    """Every method's index into the curve: steepest, valley, minimum (whose LR is divided by 10)."""
+    return {"steepest": steepest_descent(lrs, smoothed), "valley": valley(smoothed), "minimum": minimum(smoothed)}
+
+
+def curve_warnings(raw: list[float], smoothed: list[float], was_diverged: bool) -> list[str]:
+    """What makes a curve untrustworthy, each with what to change."""
+    found = []
+    finite = [v for v in smoothed if math.isfinite(v)]
+    best = minimum(smoothed)
+    if finite and (max(finite[:max(len(finite) // 4, 1)]) - min(finite)) < FLAT_BELOW * abs(finite[0]):
+        found.append("flat: the loss barely fell over the sweep; widen it (a higher --lr-finder-end) or give it "
+                     "more steps (--lr-finder-iters)")
+    pairs = [(r, m) for r, m in zip(raw, smoothed) if math.isfinite(r) and math.isfinite(m)]
+    if pairs and np.median([abs(r - m) for r, m in pairs]) > NOISY_ABOVE * np.median([m for _, m in pairs]):
+        found.append("noisy: the raw loss jumps far around its smoothed curve; raise --lr-finder-iters or the "
+                     "batch size")
+    if found:  # a flat or noisy curve's minimum says nothing of where the loss turns
+        pass
+    elif best <= min(SKIP_START, len(smoothed) // 10) + 2:
+        found.append("diverged before the minimum: the loss rose from the sweep's start; lower --lr-finder-start")
+    elif not was_diverged and best >= len(smoothed) - SKIP_END - 3:
+        found.append("no minimum: the loss still fell at the sweep's end; raise --lr-finder-end")
+    return found
+
+
 def diverged(smoothed: list[float]) -> bool:
     """The library's own stopping rule, read back from its history: the last smoothed loss
     exceeds DIVERGE_TH times the best one seen."""
@@ -128,10 +194,12 @@ def range_test(model: nn.Module, optimizer: torch.optim.Optimizer, criterion: nn
                batches, device: torch.device, start_lr: float, end_lr: float, num_iter: int,
                autocast_dtype: torch.dtype | None = None, quiet: bool = False,
                check_stop: Callable[[], None] | None = None,
-               on_steps: Callable[[list[dict]], None] | None = None) -> RangeTestResult:
+               on_steps: Callable[[list[dict]], None] | None = None, method: str = "steepest"
+               ) -> RangeTestResult:
     """Exponential sweep from start_lr to end_lr; returns the curve and its suggestion. The model
     and optimizer are restored even when `check_stop` raises. `on_steps` receives the rows of
-    the steps done so far, a batch at a time, while the test runs (see `_StepLog`)."""
+    the steps done so far, a batch at a time, while the test runs (see `_StepLog`). `method`
+    (a key of SUGGESTIONS) picks the suggestion; all of them are in the result."""
     recorder = _RecordingLoss(criterion)
     amp = {}
     if autocast_dtype is not None:
@@ -160,5 +228,8 @@ def range_test(model: nn.Module, optimizer: torch.optim.Optimizer, criterion: nn
         log.flush(len(lrs))
     smoothed = [float(v) for v in finder.history["loss"]]
     raw = [float(v) for v in torch.stack(recorder.raw).cpu()][: len(lrs)]
-    index = steepest_descent(lrs, smoothed)
-    return RangeTestResult(lrs, raw, smoothed, lrs[index], index, diverged(smoothed))
+    suggestions = suggest(lrs, raw, smoothed)
+    index = suggestions[method]
+    lr = lrs[index] / (10 if method == "minimum" else 1)
+    return RangeTestResult(lrs, raw, smoothed, lr, index, diverged(smoothed), method, suggestions,
+                           curve_warnings(raw, smoothed, diverged(smoothed)))

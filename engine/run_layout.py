@@ -47,6 +47,8 @@ STEPS_JSONL = "steps.jsonl"
 TEST_IMAGES_NPY = "test_images.npy"
 TRAIN_SAMPLES_NPZ = "train_samples.npz"
 PREDICTIONS_DIR = "predictions"
+DYNAMICS_DIR = "dynamics"  # what every image did at every epoch (engine/dynamics.py)
+DYNAMICS_LABELS = f"{DYNAMICS_DIR}/labels.npz"
 CHECKPOINTS_DIR = "checkpoints"
 RESUME_STATE = "resume.pt"
 LOCK_FILE = ".lock"
@@ -91,6 +93,12 @@ def checkpoint_file(tag: str) -> str:
 
 
 RESUME_STATE_FILE = f"{CHECKPOINTS_DIR}/{RESUME_STATE}"
+DYNAMICS_EPOCH = re.compile(r"epoch-(\d{4,7})\.npz\Z")  # the epoch files in DYNAMICS_DIR (use fullmatch)
+
+
+def dynamics_file(epoch: int) -> str:
+    """The recorded training dynamics of `epoch` (1-based), relative to the run folder."""
+    return f"{DYNAMICS_DIR}/epoch-{epoch:04d}.npz"
 
 
 def prediction_path(run_dir: Path, tag: str) -> Path:

@@ -164,11 +164,24 @@ def sweep_record(v: Any) -> dict:
     return clean
 
 
+_PLAN = {"batch_size": integer(1), "processes": integer(1), "steps_per_epoch": integer(1),
+         "epochs": integer(1, 1_000_000), "total_steps": integer(1), "warmup_steps": integer(0),
+         "max_lr": nullable(number(above=0))}
+
+
+def plan_record(v: Any) -> dict:
+    """run.json's `plan` (engine/training_plan.py): every field sound, or none of it."""
+    clean, problems = fields(v, _PLAN)
+    if clean is None or problems or set(clean) != set(_PLAN):
+        raise Bad("a training plan (" + ", ".join(_PLAN) + ")")
+    return clean
+
+
 META = {
     "format_version": integer(1), "id": text(256), "name": text(1024), "status": one_of(*STATUSES),
     "created": timestamp, "finished": nullable(timestamp), "error": nullable(text()),
     "epochs_planned": integer(1, 1_000_000), "host": nullable(text(1024)), "pid": nullable(integer(0)),
-    "resumed": integer(0), "sweep": nullable(sweep_record),
+    "resumed": integer(0), "sweep": nullable(sweep_record), "plan": plan_record,
 }
 
 ENVIRONMENT = {
@@ -205,11 +218,27 @@ MODEL_SUMMARY = {"input_shape": _shape, "total_params": integer(0), "trainable_p
                  "total_mult_adds": integer(0), "layers": _layers}
 
 _curve = list_of(nullable(number()))
+def _object(v: Any) -> dict:
+    if not isinstance(v, dict) or len(v) > 16:
+        raise Bad("an object of at most 16 suggestions")
+    return v
+
+
+def _suggestion(v: Any) -> dict:
+    """One named suggestion of lr_finder.json: its `lr` and its `index` into the curve."""
+    clean, problems = fields(v, {"lr": number(above=0), "index": integer(0)})
+    if clean is None or problems or len(clean) != 2:
+        raise Bad("a suggestion (lr, index)")
+    return clean
+
+
 LR_FINDER = {
     "lr": list_of(nullable(number(above=0))), "loss": _curve, "smoothed_loss": _curve,
     "suggested_lr": nullable(number(above=0)), "suggestion_index": nullable(integer(0)),
     "method": text(1024), "diverged": boolean, "used_lr": nullable(number(above=0)),
     "start_lr": number(above=0), "end_lr": number(above=0), "num_iter": integer(1),
+    "suggestions": lambda v: {text(64)(name): _suggestion(x) for name, x in _object(v).items()},
+    "warnings": list_of(text(1024), 16),
 }
 
 

@@ -177,6 +177,12 @@ class RunWriter:
     def write_meta(self) -> None:
         atomic_write_json(self.path / RUN_JSON, self.meta)
 
+    def write_plan(self, plan: dict) -> None:
+        """The training plan (engine/training_plan.py) into run.json, once the max LR is decided."""
+        self.meta["plan"] = plan
+        self.write_meta()
+        self.update_summary()
+
     def write_config(self, config: dict) -> None:
         atomic_write_json(self.path / CONFIG_JSON, config)
 
@@ -221,6 +227,18 @@ class RunWriter:
         arrays = {k: arrays[k] for k in PREDICTION_KEYS}
         atomic_save(prediction_path(self.path, tag), lambda tmp: np.savez(tmp, **arrays))
 
+    def write_dynamics_labels(self, arrays: dict[str, np.ndarray]) -> None:
+        """dynamics/labels.npz (engine/dynamics.py `label_arrays`), at the run's start."""
+        from engine import dynamics  # it imports torch, which a reader of runs does not need
+
+        dynamics.write_labels(self.path, arrays)
+
+    def write_dynamics_epoch(self, epoch: int, arrays: dict[str, np.ndarray]) -> None:
+        """One epoch's training dynamics (engine/dynamics.py `epoch_arrays`), before its row."""
+        from engine import dynamics
+
+        dynamics.write_epoch(self.path, epoch, arrays)
+
     def checkpoint_path(self, tag: str) -> Path:
         return checkpoint_path(self.path, tag)
 
@@ -241,7 +259,8 @@ class RunWriter:
         save_resume_state(self.resume_state_path, state)
 
     def truncate_after(self, epoch: int, step: int) -> None:
-        """Drop metric rows past a resume point, so resumed epochs replace them, never repeat."""
+        """Drop metric rows and dynamics epochs past a resume point, so resumed epochs replace them,
+        never repeat."""
         for name, key, last, cap in ((EPOCHS_JSONL, "epoch", epoch, EPOCHS_CAP),
                                      (STEPS_JSONL, "step", step, STEPS_CAP)):
             path = self.path / name
@@ -250,6 +269,9 @@ class RunWriter:
             rows, _, _ = parse_jsonl(read_bytes(path, cap))
             kept = [r for r in rows if isinstance(r, dict) and type(r.get(key)) is int and r[key] <= last]
             atomic_write_bytes(path, "".join(to_strict_json(r) + "\n" for r in kept).encode())
+        from engine import dynamics
+
+        dynamics.drop_epochs_after(self.path, epoch)
         self.update_summary()
 
     def finish(self, status: str, error: str | None = None) -> None:

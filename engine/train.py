@@ -17,17 +17,18 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from engine import checkpoint, commands, distributed, runs
+from engine import checkpoint, commands, distributed, dynamics, runs
 from engine.config import TrainConfig, config_from_dict
-from engine.data import ImageDataset, PlacedData, TrainBatches, place_on_device, steps_per_epoch, train_samples
+from engine.data import ImageDataset, PlacedData, TrainBatches, place_on_device, train_samples
 from engine.device import Stopped, StopRequest, autocast_dtype, environment, prepare_run, synchronize
 from engine.distributed import World
 from engine.ema import WeightEMA
 from engine.evaluate import accuracy, predict
-from engine.lr_finder import range_test
+from engine.lr_finder import SUGGESTIONS, range_test
 from engine.model import create_model, model_summary
 from engine.profiling import label
 from engine.run_layout import BEST, FINAL, Status
+from engine.training_plan import TrainingPlan, plan_training
 
 STOPPED_BY_USER = "stopped by the user (Ctrl-C or SIGTERM)"
 TABLE_HEADER = ("| epoch |       lr |   time | train loss | train acc | test loss | test acc |\n"
@@ -89,7 +90,7 @@ def resume(run_dir: Path, quiet: bool = False) -> TrainResult:
         raise ValueError(f"the dataset {config.dataset!r} differs from the one run {run.id} was trained on "
                          f"(fingerprint {data.fingerprint()} vs {run.dataset.get('fingerprint')})")
     model = create_model(len(data.classes), config.width)
-    steps = steps_per_epoch(config, len(data.y_train), world.size)
+    steps = plan_training(config, len(data.y_train), world.size).steps_per_epoch
     checkpoint.check_resume_state(state, model, config.epochs, steps, bool(config.ema_decay), path)
     config = dataclasses.replace(config, lr=float(state["max_lr"]))  # its own LR: no second range test
     distributed.init(world, device.type)
@@ -185,12 +186,20 @@ class Loop:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     ema: WeightEMA | None
     data: PlacedData  # this process's training batches and test shard, on the device
-    steps_per_epoch: int
-    max_lr: float
+    plan: TrainingPlan  # batch, steps and max LR, as run.json records them
     amp_dtype: torch.dtype | None
     quiet: bool  # no progress bars and no table (rank != 0, or asked)
+    recorder: dynamics.TrainRecorder | None  # None when `dynamics` is off
     first_epoch: int = 1  # the first epoch this process trains (after a resume point)
     compile_seconds: float | None = None
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.plan.steps_per_epoch
+
+    @property
+    def max_lr(self) -> float:
+        return self.plan.max_lr
 
     @property
     def eval_model(self) -> torch.nn.Module:
@@ -227,10 +236,13 @@ def fit(config: TrainConfig, data: ImageDataset, model: torch.nn.Module, device:
         with label("range test"):
             max_lr = _find_max_lr(config, model, optimizer, criterion, placed.batches, device, world, writer, stop,
                                   say, quiet, amp_dtype)
+    # the plan (batch, steps, warm-up, max LR), recorded in run.json before the first step
+    plan = plan_training(config, len(data.y_train), world.size, max_lr)
+    if writer is not None:
+        writer.write_plan(plan.to_dict())
     # schedule and weight average
-    steps = steps_per_epoch(config, len(data.y_train), world.size)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=max_lr, total_steps=config.epochs * steps, pct_start=config.resolved_pct_start(),
+        optimizer, max_lr=plan.max_lr, total_steps=plan.total_steps, pct_start=config.resolved_pct_start(),
         div_factor=config.div_factor, final_div_factor=config.final_div_factor,
         three_phase=config.three_phase, anneal_strategy=config.anneal_strategy)
     ema = WeightEMA(model, config.ema_decay) if config.ema_decay else None
@@ -242,7 +254,10 @@ def fit(config: TrainConfig, data: ImageDataset, model: torch.nn.Module, device:
     model, train_model = distributed.wrap(model, world, device, config.sync_bn)
     train_model = torch.compile(train_model) if config.compile else train_model
     loop = Loop(config, device, world, writer, stop, say, model, train_model, criterion, optimizer, scheduler, ema,
-                placed, steps, max_lr, amp_dtype, quiet, first_epoch=progress.epoch + 1)
+                placed, plan, amp_dtype, quiet, dynamics.TrainRecorder() if config.dynamics else None,
+                first_epoch=progress.epoch + 1)
+    if writer is not None and loop.recorder is not None:  # the labels the dynamics are measured against
+        writer.write_dynamics_labels(dynamics.label_arrays(data.y_train, data.y_test, len(data.classes)))
     say(TABLE_HEADER)
     history: list[dict] = []
     for epoch in range(progress.epoch + 1, config.epochs + 1):
@@ -271,12 +286,16 @@ def _find_max_lr(config: TrainConfig, model: torch.nn.Module, optimizer: torch.o
         result = range_test(model, optimizer, criterion, batches, device, config.lr_finder_start,
                             config.lr_finder_end, config.lr_finder_iters, amp_dtype, quiet,
                             check_stop=None if world.active else stop.check,
-                            on_steps=writer.append_lr_finder_steps if writer is not None else None)
+                            on_steps=writer.append_lr_finder_steps if writer is not None else None,
+                            method=config.lr_suggestion)
         suggestion = result.suggestion
         if writer is not None:
             writer.write_lr_finder({**result.to_dict(), "used_lr": suggestion, "start_lr": config.lr_finder_start,
                                     "end_lr": config.lr_finder_end, "num_iter": config.lr_finder_iters})
-        say(f"range test: suggested max LR {suggestion:.3g} (steepest descent of the smoothed loss)")
+        others = ", ".join(f"{name} {v['lr']:.3g}" for name, v in result.to_dict()["suggestions"].items())
+        say(f"range test: max LR {suggestion:.3g} ({SUGGESTIONS[config.lr_suggestion]}; the suggestions: {others})")
+        for warning in result.warnings:
+            say(f"range test warning: {warning}")
     return distributed.broadcast_float(world, suggestion)
 
 
@@ -287,6 +306,8 @@ def train_one_epoch(loop: Loop, epoch: int, progress: Progress) -> dict:
     config, device = loop.config, loop.device
     loop.train_model.train()
     loop.data.batches.set_epoch(epoch)
+    if loop.recorder is not None:
+        loop.recorder.start_epoch()
     lr_start = lr_last = loop.scheduler.get_last_lr()[0]
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
@@ -294,7 +315,7 @@ def train_one_epoch(loop: Loop, epoch: int, progress: Progress) -> dict:
     started = time.perf_counter()
     bar = tqdm(total=loop.steps_per_epoch, desc=f"epoch {epoch}/{config.epochs}", leave=False,
                disable=True if loop.quiet else None, unit="step")
-    for i, (x, y) in zip(range(loop.steps_per_epoch), loop.data.batches):
+    for i, (index, x, y) in zip(range(loop.steps_per_epoch), loop.data.batches.indexed()):
         with label("forward"):
             if device.type == "cuda" and config.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -318,6 +339,9 @@ def train_one_epoch(loop: Loop, epoch: int, progress: Progress) -> dict:
             loss_sum += loss.detach() * len(y)
             correct += (logits.argmax(1) == y).sum()
             seen += len(y)
+        if loop.recorder is not None:
+            with label("record dynamics"):
+                loop.recorder.add(index, logits, y)
         bar.update()
         if config.compile and loop.compile_seconds is None:  # the first call compiles: report it apart
             synchronize(device)
@@ -362,12 +386,17 @@ def _evaluate(loop: Loop) -> dict:
 
 
 def record_epoch(loop: Loop, row: dict, dump: dict, progress: Progress) -> None:
-    """Write the epoch on rank 0: best and final files, then its row, then the resume state.
+    """Write the epoch on rank 0: its dynamics, best and final files, then its row, then the resume state.
     A crash in between resumes from the previous epoch and replaces the row. The best epoch is
     the earliest on a tie (strict >), as `runs.best_epoch` reads it."""
     is_best = row["test_acc"] > progress.best_acc
     progress.epoch, progress.best_acc = row["epoch"], max(progress.best_acc, row["test_acc"])
     writer, epoch = loop.writer, row["epoch"]
+    if loop.recorder is not None:  # every process takes part in the gather; rank 0 writes
+        with label("dynamics gather and write"):
+            part = distributed.gather_dump(loop.world, loop.recorder.epoch_part())
+            if writer is not None:
+                writer.write_dynamics_epoch(epoch, dynamics.epoch_arrays(part, len(loop.data.batches.labels), dump))
     if writer is not None:
         with label("dump and checkpoint writes"):
             metadata = {"epoch": str(epoch), "test_acc": f"{row['test_acc']:.6f}", "width": str(loop.config.width),
