@@ -1,7 +1,9 @@
 """Cached access to the runs folder: the only dashboard module that reads runs, always through
 `engine.runs`. Every cache is bounded and keyed on the stamps (mtime, size) of the files it
 reads (`runs.part_stamp`), so a rerun re-reads only the file that changed: a live run's
-steps.jsonl growing leaves the cached dumps, test images and samples alone."""
+steps.jsonl growing leaves the cached dumps, test images and samples alone. The runs table, the
+labels and the search read the runs folder's index (engine/run_index.py, one per folder, kept across
+reruns), never every run's files."""
 
 from __future__ import annotations
 
@@ -10,16 +12,19 @@ import os
 import re
 import sys
 import threading
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 from PIL import Image
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from dashboard import metrics
-from engine import runs
+from dashboard import metrics, run_search
+from engine import run_curation, run_query, runs
+from engine.run_index import RunIndex
+from engine.run_index import run_labels as index_run_labels
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 IMAGE_PX = 128
@@ -55,22 +60,83 @@ def _stamps(path: Path, roles) -> tuple:
 
 
 # ---------------------------------------------------------------- the runs table
+# One index per runs folder (engine/run_index.py), shared by every session and kept across reruns:
+# a rerun looks at the folder listing and the running runs only, and the table, the labels and
+# the search text are rebuilt only when the index's generation moved.
 
 
-@st.cache_data(max_entries=1000, show_spinner=False)
-def _summary(path: str, stamp: tuple) -> dict:
-    run = runs.load_run(Path(path))
-    row = run.summary()
-    row.update(duration_s=row.get("duration_seconds"), warnings="; ".join(run.warnings),
-               damaged=", ".join(run.damaged),
-               test_acc_curve=[round(100 * acc, 2) for acc in (metrics.finite(r.get("test_acc")) for r in run.epochs)
-                               if acc is not None])
-    return row
+class RunsView:
+    """An index over one runs folder plus what the pages build from its rows, per generation."""
+
+    MEMO_ENTRIES = 32
+
+    def __init__(self, root: Path):
+        self.index = RunIndex(root)
+        self.lock = threading.Lock()
+        self._built: dict[str, tuple[int, object]] = {}
+        self._memo: OrderedDict[tuple, object] = OrderedDict()
+
+    def rows(self, refresh: bool = False) -> list[dict]:
+        if refresh or not self.index.generation:
+            return self.index.refresh()
+        return self.index.rows
+
+    def derived(self, name: str, build) -> object:
+        """`build(rows)`, built once per generation of the index."""
+        with self.lock:
+            generation = self.index.generation
+            found = self._built.get(name)
+            if found is None or found[0] != generation:
+                found = (generation, build(self.index.rows))
+                self._built[name] = found
+            return found[1]
+
+    def memo(self, key: tuple, build) -> object:
+        """`build()` for `key` in this generation of the index, kept for the last MEMO_ENTRIES keys:
+        every session asking for the same filters shares one answer."""
+        key = (self.index.generation, *key)
+        with self.lock:
+            if key in self._memo:
+                self._memo.move_to_end(key)
+                return self._memo[key]
+        made = build()
+        with self.lock:
+            self._memo[key] = made
+            while len(self._memo) > self.MEMO_ENTRIES:
+                self._memo.popitem(last=False)
+        return made
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _view(root: str, archived: bool) -> RunsView:
+    return RunsView(runs.archive_dir(Path(root)) if archived else Path(root))
+
+
+def runs_view(archived: bool = False) -> RunsView:
+    """The index of the runs folder (or of its archive), made once per process."""
+    return _view(str(runs_root()), archived)
+
+
+def refresh_runs(archived: bool = False) -> list[dict]:
+    """Bring the index up to date: the folder listing, one stat per run folder, the running runs.
+    Called once per script run (widgets.run_selection) and after every change made here."""
+    return runs_view(archived).rows(refresh=True)
+
+
+def _in_fragment_rerun() -> bool:
+    """A fragment rerunning alone (the Live page's timer) skips the sidebar, which refreshes."""
+    ctx = get_script_run_ctx()
+    return bool(ctx is not None and ctx.fragment_ids_this_run)
+
+
+def run_rows(archived: bool = False) -> list[dict]:
+    """The runs' summaries (engine/run_summary.py), newest first, as of this script run's refresh."""
+    return runs_view(archived).rows(refresh=_in_fragment_rerun())
 
 
 TABLE_COLUMNS = ["id", "name", "status", "error", "dataset", "epochs_done", "epochs_planned", "best_test_acc",
                  "best_epoch", "final_test_acc", "test_acc_curve", "duration_s", "device", "created", "fingerprint",
-                 "damaged", "warnings"]
+                 "tags", "note", "sweep", "damaged", "warnings"]
 NUMBER_COLUMNS = ["best_test_acc", "final_test_acc", "duration_s"]
 
 
@@ -85,11 +151,31 @@ def numbers(table: pd.DataFrame, columns) -> pd.DataFrame:
     return table
 
 
-def runs_table() -> pd.DataFrame:
-    """One row per run folder, newest first; damaged runs included, their problems in `warnings`."""
-    root = runs_root()
-    rows = [_summary(str(path), runs.run_stamp(path)) for path in runs.run_dirs(root)]
-    return numbers(pd.DataFrame(rows, columns=TABLE_COLUMNS), NUMBER_COLUMNS)
+def rows_table(rows: list[dict]) -> pd.DataFrame:
+    """Summaries as a table (TABLE_COLUMNS): accuracies as fractions, the curve in percent."""
+    columns = {
+        "id": [r["id"] for r in rows], "name": [r["name"] for r in rows], "status": [r["status"] for r in rows],
+        "error": [r["error"] for r in rows], "dataset": [r["dataset"] for r in rows],
+        "epochs_done": [r["epochs_done"] for r in rows], "epochs_planned": [r["epochs_planned"] for r in rows],
+        "best_test_acc": [r["best_test_acc"] for r in rows], "best_epoch": [r["best_epoch"] for r in rows],
+        "final_test_acc": [r["final_test_acc"] for r in rows],
+        "test_acc_curve": [[None if v is None else round(100 * v, 2) for v in r["test_acc_curve"] or ()]
+                           for r in rows],
+        "duration_s": [r["duration_seconds"] for r in rows], "device": [r["device"] for r in rows],
+        "created": [r["created"] for r in rows], "fingerprint": [r["fingerprint"] for r in rows],
+        "tags": [list(r["tags"] or ()) for r in rows], "note": [r["note"] or "" for r in rows],
+        "sweep": [r["sweep"] for r in rows], "damaged": [", ".join(r["damaged"] or ()) for r in rows],
+        "warnings": ["; ".join(r["warnings"] or ()) for r in rows],
+    }
+    return numbers(pd.DataFrame(columns, columns=TABLE_COLUMNS), NUMBER_COLUMNS)
+
+
+def runs_table(archived: bool = False) -> pd.DataFrame:
+    """One row per run folder, newest first (row i is `run_rows()[i]`); damaged runs included,
+    their problems in `warnings`. Built once per change of the runs folder; treat it as read-only."""
+    view = runs_view(archived)
+    view.rows(refresh=_in_fragment_rerun())
+    return view.derived("table", rows_table)
 
 
 def md(text: str) -> str:
@@ -98,17 +184,79 @@ def md(text: str) -> str:
     return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~$:])", r"\\\1", str(text))
 
 
-def run_labels() -> dict[str, str]:
+def run_labels(archived: bool = False) -> dict[str, str]:
     """{run id: what people read}: the run's name, with the short id after it where names clash
-    (the whole id where even that clashes, as in copies of one run)."""
-    table = runs_table()
-    names = [str(name or run_id) for run_id, name in zip(table["id"], table["name"])]
-    name_counts = Counter(names)  # counted once: a list.count per run is quadratic at 10,000 runs
-    labels = [f"{name} · {runs.short_id(run_id)}" if name_counts[name] > 1 else name
-              for run_id, name in zip(table["id"], names)]
-    label_counts = Counter(labels)
-    return {run_id: f"{name} · {run_id}" if label_counts[label] > 1 else label
-            for run_id, name, label in zip(table["id"], names, labels)}
+    (the whole id where even that clashes, as in copies of one run). engine.run_index.run_labels,
+    once per change of the runs folder."""
+    view = runs_view(archived)
+    view.rows(refresh=_in_fragment_rerun())
+    return view.derived("labels", index_run_labels)
+
+
+def search_text(archived: bool = False) -> list[str]:
+    """Per row, what the search box looks in: the label, id, tags and note, lower-cased."""
+    view = runs_view(archived)
+    labels = run_labels(archived)
+    return view.derived("search", lambda rows: [
+        " ".join((labels.get(r["id"], r["id"]), r["id"], *(r["tags"] or ()), r["note"] or "")).lower() for r in rows])
+
+
+def filter_choices(archived: bool = False) -> dict[str, list[str]]:
+    """What the Runs page's filters offer (dashboard/run_search.choices), once per change."""
+    return runs_view(archived).derived("choices", run_search.choices)
+
+
+def config_keys(archived: bool = False) -> list[str]:
+    """Every config key the runs hold, sorted: the settings a person can show or search by."""
+    return runs_view(archived).derived("config_keys", lambda rows: sorted(run_query.config_keys(rows)))
+
+
+def run_row(run_id: str, archived: bool = False) -> dict | None:
+    """One run's summary as of this script run's refresh, or None."""
+    return runs_view(archived).index.get(run_id)
+
+
+# ---------------------------------------------------------------- tags, note, archive (engine/run_curation.py)
+
+
+def change_tags(run_id: str, add: list[str], remove: list[str]) -> list[str]:
+    """Add and remove tags of a run; raises ValueError (a bad tag) or RunFormatError (no such run)."""
+    path = run_path(run_id)
+    if path is None:
+        raise runs.RunFormatError(f"no run {run_id!r} in {runs_root()}")
+    try:
+        return run_curation.set_tags(path, add, remove)
+    finally:
+        refresh_runs()
+
+
+def set_note(run_id: str, text: str) -> str:
+    """Replace a run's note ("" clears it); raises ValueError or RunFormatError."""
+    path = run_path(run_id)
+    if path is None:
+        raise runs.RunFormatError(f"no run {run_id!r} in {runs_root()}")
+    try:
+        return run_curation.set_note(path, text)
+    finally:
+        refresh_runs()
+
+
+def archive_run(run_id: str) -> None:
+    """Move a run into the archive (nothing deleted); raises RunFormatError saying why not."""
+    try:
+        run_curation.archive_run(runs_root(), run_id)
+    finally:
+        refresh_runs()
+        refresh_runs(archived=True)
+
+
+def restore_run(run_id: str) -> None:
+    """Move an archived run back into the runs folder; raises RunFormatError saying why not."""
+    try:
+        run_curation.restore_run(runs_root(), run_id)
+    finally:
+        refresh_runs()
+        refresh_runs(archived=True)
 
 
 # ---------------------------------------------------------------- one run, one cache per file

@@ -5,6 +5,7 @@ widgets made by `run_selection` (keys `runs` and `run`, both mirrored in the URL
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 
 import streamlit as st
@@ -48,13 +49,29 @@ def _keep_focus() -> None:
     st.session_state.pop(UNSELECTED_FOCUS, None)
 
 
+PICKER_LIMIT = 100  # the most runs the sidebar's pickers offer at once; a search narrows the rest
+FIND_WIDGET = "runs_find"
+
+
+def picker_options(ids: Sequence[str], labels: dict[str, str], selected: Sequence[str], text: str,
+                   limit: int = PICKER_LIMIT) -> tuple[list[str], int]:
+    """(options, how many runs match): the selected runs, then up to `limit` runs whose label or id
+    holds every word of `text` (case-insensitive), newest first. Linear in the number of runs."""
+    words = text.lower().split()
+    matches = [i for i in ids if all(w in f"{labels.get(i, i)} {i}".lower() for w in words)] if words else list(ids)
+    chosen = set(selected)
+    return list(selected) + [i for i in matches[:limit] if i not in chosen], len(matches)
+
+
 def run_selection(show_focus: bool, write_url: bool = True) -> None:
     """The sidebar run pickers, made on every page. Their values live in plain session keys and
     are written back into the widgets and the URL on every run, so no way of moving between pages
     (sidebar, links, buttons, chart clicks, the browser's back button) loses them. A page that
     keeps state of its own in the URL passes `write_url=False` and writes the whole URL itself
     (`write_url`): one write per run, since each change of the URL is a step in the browser's
-    history."""
+    history. Over a large runs folder the pickers offer the selected runs plus at most
+    PICKER_LIMIT others, found by a search box, never one list of every run."""
+    data.refresh_runs()  # once per script run: the pages read the rows as of now
     labels = data.run_labels()
     ids = list(labels)
     if SELECTED not in st.session_state:  # a new session: start from the URL
@@ -68,21 +85,62 @@ def run_selection(show_focus: bool, write_url: bool = True) -> None:
         st.session_state[UNKNOWN] = [i for i in dict.fromkeys([*wanted, *([focus] if focus else [])])
                                      if i not in labels]
     selected = [i for i in st.session_state[SELECTED] if i in labels]
-    options = selected or ids
-    if st.session_state.get(FOCUS) not in options:
+    focus = st.session_state.get(FOCUS)
+    options = selected or [*([focus] if focus in labels else []), *(i for i in ids[:PICKER_LIMIT] if i != focus)]
+    if focus not in options:
         st.session_state[FOCUS] = options[0] if options else None
     st.session_state[SELECT_WIDGET] = selected
     with st.sidebar:
         if st.session_state.get(UNKNOWN):
             st.warning("Not in this runs folder, so not shown: " + ", ".join(
                 f"`{i}`" for i in st.session_state[UNKNOWN]), icon=":material/warning:")
-        st.multiselect("Selected runs", ids, key=SELECT_WIDGET, format_func=labels.get, on_change=_keep_selection,
+        choices = ids
+        if len(ids) > PICKER_LIMIT:
+            text = st.text_input("Find runs", key=FIND_WIDGET, placeholder="part of a name or id",
+                                 help="Narrows the runs offered below; the Runs page searches tags and notes too.")
+            choices, matching = picker_options(ids, labels, selected, text or "")
+            st.caption(f"{matching:,} of {len(ids):,} runs match" + (
+                f"; the newest {PICKER_LIMIT} are offered, type to narrow" if matching > PICKER_LIMIT else ""))
+        st.multiselect("Selected runs", choices, key=SELECT_WIDGET, format_func=labels.get, on_change=_keep_selection,
                        help="Pick runs here or in the Runs table; the Compare page uses them all.")
         if show_focus and options:
             st.session_state[FOCUS_WIDGET] = st.session_state[FOCUS]
             st.selectbox("Run shown", options, key=FOCUS_WIDGET, format_func=labels.get, on_change=_keep_focus)
     if write_url:
         st.query_params.from_dict(url_state())
+
+
+def short_labels(labels: dict[str, str], width: int = 32) -> dict[str, str]:
+    """Labels cut to `width` characters for a chart's legend, keeping the short id after ` · `
+    that tells runs of one name apart; a label whose cut form would clash stays whole."""
+    def cut(text: str) -> str:
+        if len(text) <= width:
+            return text
+        name, sep, suffix = text.rpartition(" · ")
+        if sep and len(suffix) < width - 8:
+            return f"{name[:width - len(suffix) - 4]}… · {suffix}"
+        return text[:width - 1] + "…"
+
+    short = {run_id: cut(text) for run_id, text in labels.items()}
+    counts = Counter(short.values())
+    return {run_id: text if counts[text] == 1 else labels[run_id] for run_id, text in short.items()}
+
+
+def legend_below(fig, names: Sequence[str], width_px: int, font_px: float = 12):
+    """A horizontal legend under the plot, the figure made taller by the rows it needs, so ten runs
+    do not squeeze the curves: entries are packed into rows of about `width_px`."""
+    rows, used = 1, 0.0
+    for name in names:
+        entry = 0.6 * font_px * len(name) + 45  # text plus the line sample and the gap after it
+        if used and used + entry > width_px:
+            rows, used = rows + 1, 0.0
+        used += entry
+    extra = 22 * rows + 20
+    height = (fig.layout.height or 340) + extra
+    plot = height - 50 - (60 + extra)  # the plot area keeps its height: top margin 50, bottom 60 + the legend
+    fig.update_layout(height=height, margin=dict(b=60 + extra),  # below the tick labels and the axis title
+                      legend=dict(orientation="h", yanchor="top", y=-70 / plot, x=0, xanchor="left"))
+    return fig
 
 
 def write_url(params: dict[str, list[str] | str] | None = None) -> None:
