@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from bench import sweep_bench, training
+from bench import dynamics_bench, sweep_bench, training
 from engine.data import load_npz
 from engine.device import device_name, pick_device
 
@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=2, help="seeds per preset for the accuracy comparison")
     parser.add_argument("--epochs", type=int, default=10, help="epochs for the accuracy comparison")
     parser.add_argument("--skip", nargs="*", default=[], choices=["data", "training", "eval", "accuracy",
-                                                                 "gpu", "sweep", "dashboard"])
+                                                                 "gpu", "sweep", "dashboard", "dynamics"])
     args = parser.parse_args(argv)
     if args.render:
         saved = json.loads(Path(args.render).read_text())
@@ -72,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
             list(range(1, args.seeds + 1)))
     # the same four tiny runs by hand, as one sweep, and as one sweep on a local Ray cluster
     section("sweep", sweep_bench.sweep_overhead, Path(args.sample))
+    # the same run with and without recording the training dynamics, interleaved
+    section("dynamics", dynamics_bench.dynamics_overhead, data)
     if cuda:
         from bench import gpu_recipe  # it imports render from here: loaded once this module is
 
@@ -127,6 +129,8 @@ def render(r: dict) -> str:
                          f"{p['mean']:.2%} ± {p['spread']:.2%} ({p['train_seconds']:.0f} s of training per run)"))
     if "sweep" in r:
         rows += sweep_bench.rows(r["sweep"])
+    if "dynamics" in r:
+        rows += dynamics_bench.rows(r["dynamics"])
     if "gpu" in r:
         g = r["gpu"]
         for label, p in g.items():
