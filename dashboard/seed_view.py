@@ -46,9 +46,9 @@ def groups_table(groups: Sequence[SeedGroup], labels: Sequence[str]) -> pd.DataF
 def verdict_figures(verdict: Verdict) -> dict[str, str]:
     """The verdict's numbers as text: the difference, its interval and the p-value."""
     level = f"{verdict.confidence:.0%}"
-    figures = {"difference A − B": "–" if verdict.difference is None else f"{verdict.difference * 100:+.2f} points"}
+    figures = {"difference A − B (points)": "–" if verdict.difference is None else f"{verdict.difference * 100:+.2f}"}
     if verdict.p_value is not None:
-        figures[f"{level} interval of the difference"] = f"{verdict.low * 100:+.2f} to {verdict.high * 100:+.2f} points"
+        figures[f"{level} interval (points)"] = f"{verdict.low * 100:+.2f} to {verdict.high * 100:+.2f}"
         figures["p-value"] = f"{verdict.p_value:.3g}"
     return figures
 

@@ -184,7 +184,8 @@ def test_compare_gives_two_seed_groups_a_verdict_with_its_method_and_p_value(mon
     first, second = (by_lr[float(label.split("=")[1])] for label in groups["group"])  # best group first: A
     verdict = seed_stats.compare(first, second)
     assert metric(at, "p-value") == f"{verdict.p_value:.3g}"
-    assert metric(at, "difference A − B") == f"{verdict.difference * 100:+.2f} points"
+    assert metric(at, "difference A − B (points)") == f"{verdict.difference * 100:+.2f}"
+    assert metric(at, "95% interval (points)") == f"{verdict.low * 100:+.2f} to {verdict.high * 100:+.2f}"
     assert any(seed_stats.METHOD in c.value for c in at.caption)
     notes = [box.value for box in (*at.info, *at.success)]
     assert verdict.note in notes, notes

@@ -1,0 +1,111 @@
+"""The Sweep page in a real browser (Playwright + Debian's chromium) over real tiny sweeps
+(tests/test_dashboard_sweep.py's `make_sweeps`): narrowing an axis (the brush) filters the trials
+table and draws its range on the parallel-coordinates chart, a clicked trial opens on the Run page,
+and ticked trials of two seed groups go to Compare, where the verdict shows. Uses the harness of
+bench/screenshots.py and the fixtures of tests/test_browser.py. Skips without chromium or the sample."""
+# ruff: noqa: F811  (the fixtures `browser` and `page` are imported from tests/test_browser.py)
+
+from __future__ import annotations
+
+import pytest
+
+from bench import screenshots
+from dashboard import sweep_chart
+from engine import seed_stats
+from engine.sweep import trial_states
+from tests.test_browser import browser, metric, page, widget  # noqa: F401
+from tests.test_dashboard_sweep import make_sweeps
+
+pytest.importorskip("playwright.sync_api")
+from playwright.sync_api import expect  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not screenshots.CHROMIUM.exists(), reason="/usr/bin/chromium is not installed "
+                                "(apt-get install chromium)")
+ROW_PX = 35  # st.dataframe's row and header height
+DIMENSIONS = """title => {
+  for (const el of document.querySelectorAll('.js-plotly-plot')) {
+    const shown = (((el._fullLayout || {}).title || {}).text || '').replace(/<[^>]+>/g, '');
+    if (shown.startsWith(title) && el._fullData && el._fullData.length)
+      return el._fullData[0].dimensions.map(d => ({label: d.label, constraintrange: d.constraintrange || null}));
+  }
+  return false;
+}"""
+
+
+@pytest.fixture(scope="module")
+def sweeps(tmp_path_factory, sample) -> dict:
+    return make_sweeps(tmp_path_factory.mktemp("browser-sweeps"))
+
+
+@pytest.fixture(scope="module")
+def app(sweeps):
+    with screenshots.dashboard(sweeps["root"]) as url:
+        yield url
+
+
+def open_sweep(page, app, sweeps) -> None:
+    screenshots.open_page(page, app, "sweep", f"sweep={sweeps['seeds'].id}")
+    expect(page.locator("h1")).to_have_text("Sweep")
+
+
+def trials_grid(page):
+    return page.get_by_test_id("stMain").get_by_test_id("stDataFrame").first
+
+
+def table_trials(page) -> list[int]:
+    """The trial numbers the trials table shows, top to bottom (its accessible table: the grid is a canvas)."""
+    grid = trials_grid(page)
+    expect(grid.locator("table td").first).to_be_attached()
+    rows = grid.locator("table tbody tr")
+    return [int(rows.nth(i).locator("td").nth(0).inner_text()) for i in range(rows.count())]
+
+
+def dimensions(page) -> dict[str, list[float] | None]:
+    found = page.wait_for_function(DIMENSIONS, arg=sweep_chart.TITLE, timeout=60_000).json_value()
+    return {d["label"]: d["constraintrange"] for d in found}
+
+
+def test_narrowing_an_axis_filters_the_table_and_the_chart_shows_the_range(page, app, sweeps):
+    plan = sweeps["seeds"]
+    open_sweep(page, app, sweeps)
+    by_best = [s.trial.number for s in sorted(trial_states(plan, sweeps["root"]),
+                                              key=lambda s: (-s.value("best_test_acc"), s.trial.number))]
+    assert table_trials(page) == by_best
+    assert dimensions(page)["lr"] is None
+    low_thumb = widget(page, "stSlider", "lr").locator("input[type=range]").first
+    low_thumb.focus()
+    screenshots.after_rerun(page, lambda: low_thumb.press("ArrowRight"), what="narrow lr to 0.08")
+    high_lr = [n for n in by_best if plan.trials[n - 1].params["lr"] == 0.08]
+    expect(page.get_by_role("heading", name="Trials (2 of 4)")).to_be_visible()
+    assert table_trials(page) == high_lr
+    low, high = dimensions(page)["lr"]
+    assert 0.02 < low < 0.08 < high
+
+
+def test_a_clicked_trial_opens_on_the_run_page(page, app, sweeps):
+    open_sweep(page, app, sweeps)
+    first = table_trials(page)[0]
+    box = trials_grid(page).bounding_box()
+    screenshots.after_rerun(page, lambda: page.mouse.click(box["x"] + 100, box["y"] + ROW_PX * 1.5),
+                            what="click the first trial")
+    expect(page.locator("h1")).to_have_text(f"Run {sweeps['seeds'].name}-{first}")
+
+
+def test_two_seed_groups_go_to_compare_and_the_verdict_shows(page, app, sweeps):
+    plan = sweeps["seeds"]
+    states = trial_states(plan, sweeps["root"])
+    open_sweep(page, app, sweeps)
+    box = trials_grid(page).bounding_box()
+    for row in range(len(states)):  # tick every trial in its row's marker column
+        screenshots.after_rerun(page, lambda row=row: page.mouse.click(box["x"] + 12, box["y"] + ROW_PX * (row + 1.5)),
+                                what=f"tick row {row + 1}")
+    button = page.get_by_role("button", name=f"Compare the {len(states)} ticked trials")
+    screenshots.after_rerun(page, button.click, what="compare the ticked trials")
+    expect(page.locator("h1")).to_have_text("Compare runs")
+    by_lr: dict[float, list[float]] = {}
+    for state in states:
+        by_lr.setdefault(state.trial.params["lr"], []).append(state.value("best_test_acc"))
+    a, b = sorted(by_lr.values(), key=lambda values: -sum(values))  # the best group is A
+    verdict = seed_stats.compare(a, b)
+    expect(metric(page, "p-value")).to_have_text(f"{verdict.p_value:.3g}")
+    expect(page.get_by_text(f"Method: {seed_stats.METHOD}.")).to_be_attached()
