@@ -13,8 +13,12 @@ truncated dump, no run.json, a damaged or a stale summary). Names repeat as a sw
 `bench` times `RunIndex` at each size: the first load without and with the index's cache, the same
 in a fresh process, `resnet-runs list --json` itself (a fresh process, its whole output read), a
 refresh with nothing changed, a refresh after one finished run was tagged and after one running run
-finished an epoch, a filter expression over every row, and the run labels. Goals at 10,000 runs on
-a 2-core CPU: first load < 1 s, refresh with nothing changed < 0.1 s, `list --json` < 1 s.
+finished an epoch, a filter expression over every row, and the run labels. Then the dashboard's Runs
+page under Streamlit's AppTest (`page_timings`): its first render in a process whose caches were
+cleared (imports already done), a warm rerun, a change of the filter expression, and the Compare page
+over ten runs. Goals at 10,000 runs on a 2-core CPU: first load < 1 s, refresh with nothing changed
+< 0.1 s, `list --json` < 1 s; the Runs page's first render < 2 s, warm rerun < 0.3 s, filter change
+< 0.3 s, Compare of 10 runs < 2 s.
 """
 
 from __future__ import annotations
@@ -50,8 +54,10 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 IMAGES = 32
 STEPS_PER_EPOCH = 8
-GOALS = {"first_load_s": 1.0, "refresh_unchanged_s": 0.1, "list_json_s": 1.0}
+GOALS = {"first_load_s": 1.0, "refresh_unchanged_s": 0.1, "list_json_s": 1.0, "page_first_render_s": 2.0,
+         "page_warm_rerun_s": 0.3, "page_filter_change_s": 0.3, "compare_10_s": 2.0}
 FILTER = "lr > 0.05 and best_test_acc > 0.6"
+FILTERS = (FILTER, "lr < 0.05")  # the page's filter changes between these
 SWEEPS = ("lr-sweep", "bs-sweep", "seed-sweep", "baseline")
 # fractions of runs in each state (the rest complete); torn runs rotate through TORN
 MIX = {"interrupted": 0.04, "failed": 0.03, "killed": 0.03, "running": 0.01, "torn": 0.01}
@@ -313,6 +319,49 @@ def bench_size(root: Path, n: int, repeats: int = 5) -> dict:
         result["filter_s"] = statistics.median(_timed(lambda: query.filter(rows)) for _ in range(repeats))
         result["filter_matches"] = len(query.filter(rows))
         result["labels_s"] = statistics.median(_timed(lambda: run_labels(rows)) for _ in range(repeats))
+        result.update(page_timings(folder, [i for i in sorted(finished, reverse=True)[:10]], repeats))
+    return result
+
+
+def page_timings(folder: Path, compare: Sequence[str], repeats: int = 5) -> dict:
+    """The Runs page under AppTest over `folder`, and Compare over the runs `compare` (ten of the
+    newest, which the sidebar offers before any search). Imports are paid by a warm-up run over an
+    empty folder first; then every Streamlit cache is cleared, so the first render loads the index
+    (from its cache file) as a freshly started dashboard does."""
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    app = str(PROJECT_ROOT / "dashboard" / "app.py")
+    before, main_module = os.environ.get("RUNS_DIR"), sys.modules["__main__"]
+    try:
+        with tempfile.TemporaryDirectory() as empty:
+            os.environ["RUNS_DIR"] = empty
+            AppTest.from_file(app, default_timeout=600).run()
+        st.cache_resource.clear()
+        st.cache_data.clear()
+        os.environ["RUNS_DIR"] = str(folder)
+        at = AppTest.from_file(app, default_timeout=600)
+        result = {"page_first_render_s": _timed(at.run)}
+        assert not at.exception, at.exception
+        result["page_rows_shown"] = len(at.dataframe[0].value)
+        result["page_warm_rerun_s"] = statistics.median(_timed(at.run) for _ in range(repeats))
+        changes = []
+        for k in range(repeats):
+            box = at.text_input(key="runs_where").set_value(FILTERS[k % 2])
+            changes.append(_timed(box.run))
+        result["page_filter_change_s"] = statistics.median(changes)
+        assert not at.error and not at.exception, (at.error, at.exception)
+        at.text_input(key="runs_where").set_value("").run()
+        at.sidebar.multiselect(key="runs").set_value(list(compare)).run()
+        result["compare_10_s"] = _timed(lambda: at.switch_page("app_pages/compare.py").run())
+        assert not at.exception and at.title[0].value == "Compare runs", at.exception
+        result["compare_10_warm_s"] = statistics.median(_timed(at.run) for _ in range(repeats))
+    finally:
+        sys.modules["__main__"] = main_module  # the script runner leaves the app there; generate's pool needs ours
+        if before is None:
+            os.environ.pop("RUNS_DIR", None)
+        else:
+            os.environ["RUNS_DIR"] = before
     return result
 
 
@@ -326,7 +375,12 @@ def render(results: list[dict]) -> str:
             ("refresh_after_tag_s", "refresh after one finished run was tagged"),
             ("refresh_after_epoch_s", "refresh after one running run finished an epoch"),
             ("filter_s", f"filter `{FILTER}` over all rows"),
-            ("labels_s", "run labels over all rows")]
+            ("labels_s", "run labels over all rows"),
+            ("page_first_render_s", "Runs page (AppTest): first render, caches cleared"),
+            ("page_warm_rerun_s", "Runs page: warm rerun"),
+            ("page_filter_change_s", f"Runs page: filter expression changed (`{FILTERS[0]}` / `{FILTERS[1]}`)"),
+            ("compare_10_s", "Compare page, 10 runs: first render"),
+            ("compare_10_warm_s", "Compare page, 10 runs: warm rerun")]
     def cells(key: str, fmt: str) -> str:
         return " | ".join(format(r[key], fmt) if key in r else "-" for r in results)
 
