@@ -123,7 +123,8 @@ new MutationObserver(records => {
 """
 # Done (checked once a frame): the run after the n-th has finished and is drawn, the app is idle,
 # and what lies in the window is drawn (Streamlit draws elements lazily as they scroll into view,
-# showing a skeleton until then; plotly charts stay hidden until plotted).
+# showing a skeleton until then; plotly charts stay hidden until plotted; an image still loading
+# counts as not drawn, a broken one as drawn, since nothing more will come of it).
 DONE = """n => {
   const app = document.querySelector("[data-testid='stApp']");
   const inView = e => { const r = e.getBoundingClientRect();
@@ -131,7 +132,8 @@ DONE = """n => {
   const idle = window.__runsFinished > n && app?.getAttribute('data-test-script-state') === 'notRunning'
     && ![...document.querySelectorAll("[data-testid='stSkeleton']")].some(inView)
     && ![...document.querySelectorAll('.js-plotly-plot')].some(
-         e => inView(e) && (e.style.visibility === 'hidden' || !e._fullLayout));
+         e => inView(e) && (e.style.visibility === 'hidden' || !e._fullLayout))
+    && ![...document.images].some(e => inView(e) && !e.complete);
   window.__idleFrames = idle ? window.__idleFrames + 1 : 0;
   return idle && (window.__runsEndedInDom > window.__endedInDomAtFinish || window.__idleFrames >= 5);
 }"""

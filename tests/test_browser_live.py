@@ -29,7 +29,7 @@ def test_live_page_follows_a_run_from_its_range_test_through_epoch_one(tmp_path)
     root.mkdir()
     command = [sys.executable, "-m", "engine", "train", "--dataset", f"npz:{SAMPLE}", "--name", "live",
                "--runs-dir", str(root), "--width", "8", "--epochs", "2", "--batch-size", "16",
-               "--train-subset", "2048", "--test-subset", "128", "--lr-finder-iters", "400",
+               "--train-subset", "2048", "--test-subset", "128", "--lr-finder-iters", "120",
                "--step-log-every", "4", "--threads", "1"]
     with screenshots.dashboard(root) as url, sync_playwright() as playwright:
         browser = screenshots.launch(playwright)
@@ -46,7 +46,7 @@ def test_live_page_follows_a_run_from_its_range_test_through_epoch_one(tmp_path)
             trainer.send_signal(signal.SIGSTOP)
             expect(page.get_by_text("LR range test under way")).to_be_visible(timeout=180_000)
             progress = page.get_by_test_id("stProgress")
-            expect(progress).to_contain_text(re.compile(r"LR range test: step [1-9]\d* of 400"), timeout=180_000)
+            expect(progress).to_contain_text(re.compile(r"LR range test: step [1-9]\d* of 120"), timeout=180_000)
             assert int(progress.get_by_role("progressbar").get_attribute("aria-valuenow")) > 0
             sweep = figure(page, "LR range test so far", points=True)
             x_axis, y_axis = sweep["full"]["xaxis"], sweep["full"]["yaxis"]

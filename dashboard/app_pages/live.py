@@ -24,8 +24,11 @@ def show_run(run_id: str) -> None:
     total = per_epoch * run.epochs_planned if per_epoch and run.epochs_planned else None
     done = int(steps["step"].iloc[-1]) if len(steps) else None
     config = run.config or {}
+    # The note and the progress bar keep their places through every phase, so a refresh updates the
+    # bar in place: a layout that shifted left the range test's bar beside training's on a slow page.
+    note = st.empty()
     if run.status == "running" and not run.lr_finder and config.get("lr") is None and not done and not run.epochs:
-        show_range_test(run.id, config)
+        show_range_test(run.id, config, note)
     else:
         fraction, text = metrics.live_progress(run.epochs, done, per_epoch, run.epochs_planned)
         st.progress(fraction, text=text)
@@ -43,11 +46,11 @@ def show_run(run_id: str) -> None:
                            config=charts.CONFIG, key=f"live_{kind}_{run.id}")
 
 
-def show_range_test(run_id: str, config: dict) -> None:
+def show_range_test(run_id: str, config: dict, note) -> None:
     """The LR range test before training: its progress in steps and the loss-vs-LR curve so far
     (the steps file is read only while the test runs; lr_finder.json is its result)."""
     iters, start, end = (config.get(k) for k in ("lr_finder_iters", "lr_finder_start", "lr_finder_end"))
-    st.info(f"LR range test under way: up to {iters or '?'} steps with the learning rate rising from "
+    note.info(f"LR range test under way: up to {iters or '?'} steps with the learning rate rising from "
             f"{start or '?'} to {end or '?'}; training starts at the LR it picks.", icon=":material/speed:")
     rows = data.lr_finder_steps(run_id)
     step = int(rows["step"].iloc[-1]) if len(rows) else 0
