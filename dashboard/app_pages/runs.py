@@ -67,12 +67,15 @@ filters = run_search.Filters(search, tuple(statuses), tuple(datasets), tuple(tag
 # the matching rows and the settings that tell them apart, once per change of filters or runs
 
 
-def _find() -> tuple[list[int], list[str]]:
+def _find() -> tuple[list[int], list[str], set, bool]:
     found = run_search.matching(rows, data.search_text(archived), filters)
-    return found, differing_config_keys([rows[p] for p in found]) if len(found) > 1 else []
+    listed = [rows[p] for p in found]
+    return (found, differing_config_keys(listed) if len(found) > 1 else [], {r["dataset"] for r in listed},
+            any(r["tags"] for r in listed))
 
 
-positions, differing = data.runs_view(archived).memo(("find", id(rows), filters.key()), _find)
+positions, differing, listed_datasets, any_tags = data.runs_view(archived).memo(("find", id(rows), filters.key()),
+                                                                                _find)
 
 # ---------------------------------------------------------------- columns and order
 shape = st.columns([3, 3, 2, 1, 1])
@@ -95,8 +98,10 @@ pages = max(1, math.ceil(len(positions) / per_page))
 view_key = zlib.crc32(repr((filters.key(), sort, descending, per_page, archived)).encode())
 page = st.pagination(pages, key=f"runs_page_{view_key}") if pages > 1 else 1
 on_page = run_search.page_of(positions, page, per_page)
+one_dataset = len(listed_datasets) == 1 and None not in listed_datasets  # a column of one value says nothing
 st.caption(f"{len(positions):,} of {len(rows):,} {'archived ' if archived else ''}runs match"
-           + (f" · page {page} of {pages:,}" if pages > 1 else ""))
+           + (f" · page {page} of {pages:,}" if pages > 1 else "")
+           + (f" · all on {data.md(next(iter(listed_datasets)))}" if one_dataset and len(positions) > 1 else ""))
 
 # ---------------------------------------------------------------- the table (one page of it)
 part = data.rows_table([rows[p] for p in on_page])
@@ -119,7 +124,8 @@ for key in settings:
     setting_config[column] = st.column_config.Column(key if key not in COLUMNS else f"{key} (config)",
                                                      help=f"the config's {key}")
 failed = (view["error"].fillna("") != "").any()
-columns = [c for c in shown if c in COLUMNS] + list(setting_config)
+hidden = ({"dataset"} if one_dataset and len(positions) > 1 else set()) | (set() if any_tags else {"tags"})
+columns = [c for c in shown if c in COLUMNS and c not in hidden] + list(setting_config)
 columns += (["error"] if failed else []) + (["damaged"] if (view["damaged"] != "").any() else [])
 page_ids = list(view["id"])
 table_key = f"runs_table_{zlib.crc32(repr((archived, page_ids)).encode())}"  # a new page is a new table
