@@ -21,23 +21,16 @@ from engine.sweep_plan import SweepError, SweepPlan
 TRIAL_COLUMNS = ["trial", "status", "run_id", "name"]  # then the swept fields, then the results
 
 
-@st.cache_resource(max_entries=8, show_spinner=False)
-def _index(root: str) -> RunIndex:
-    """One index per runs folder, shared by every session (it is thread-safe)."""
-    return RunIndex(Path(root))
-
-
 def index() -> RunIndex:
-    """The run index of the dashboard's runs folder, brought up to date."""
-    found = _index(str(data.runs_root()))
-    found.refresh()
-    return found
+    """The dashboard's one run index of its runs folder (dashboard/data.py), as of this script run."""
+    view = data.runs_view()
+    view.rows()
+    return view.index
 
 
 def index_rows(run_ids: Sequence[str]) -> list[dict]:
     """The index's summaries of these runs (those it knows), in the order given."""
-    found = index()
-    return [row for row in (found.get(run_id) for run_id in run_ids) if row is not None]
+    return [row for row in (data.run_row(run_id) for run_id in run_ids) if row is not None]
 
 
 def _plan_stamps(root: Path) -> tuple:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -15,6 +16,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from dashboard import data, sweep_chart
+from engine import run_layout as layout
 from engine import seed_stats
 from engine.cli import main
 from engine.run_summary import summary_of
@@ -198,6 +200,21 @@ def test_compare_of_two_single_runs_says_one_seed_each_cannot_tell(monkeypatch, 
     assert list(groups_table(at)["n"]) == [1, 1]
     assert any("One seed each cannot tell" in box.value for box in at.info), [i.value for i in at.info]
     assert not [m for m in at.metric if m.label == "p-value"]
+
+
+
+def test_the_verdict_shows_when_the_runs_have_no_readable_predictions(monkeypatch, sweeps, tmp_path):
+    """Compare's prediction sections stop the page when no dump can be read; the verdict, which needs
+    only the runs' summaries, comes before them and still shows."""
+    ids = trial_ids(sweeps, "seeds")
+    root = tmp_path / "runs"
+    for run_id in ids:
+        shutil.copytree(sweeps["root"] / run_id, root / run_id)
+        shutil.rmtree(root / run_id / layout.PREDICTIONS_DIR)
+    at = open_compare(monkeypatch, root, ids)
+    assert any("no readable" in w.value for w in at.warning), [w.value for w in at.warning]
+    assert list(groups_table(at)["n"]) == [2, 2]
+    assert metric(at, "p-value")
 
 
 # ---------------------------------------------------------------- the brush's pure parts

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, data, metrics, widgets
+from dashboard import charts, data, metrics, seed_view, widgets
 
 st.title("Compare runs")
 ids = widgets.selected_runs()
@@ -65,6 +65,10 @@ if diff:
     st.dataframe(pd.DataFrame(diff).T.astype(str), key="config_diff")
 else:
     st.caption("The configs are identical.")
+
+# ---------------------------------------------------------------- seed groups and the verdict
+# Before the predictions, whose sections stop the page early (no readable dump, no differing images).
+seed_view.show(list(runs))
 
 # ---------------------------------------------------------------- predictions
 st.subheader("Predictions")
@@ -126,7 +130,3 @@ if pngs is None:
 else:
     widgets.image_grid(pngs, captions, columns=6)
 st.caption(f"{len(np.asarray(indices))} images in all; {len(shown)} shown on this page.")
-
-from dashboard import seed_view  # noqa: E402  (issue 20: seed groups and the verdict, below everything)
-
-seed_view.show(list(runs))
