@@ -8,6 +8,7 @@ import json
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import date
 from pathlib import Path
@@ -31,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=2, help="seeds per preset for the accuracy comparison")
     parser.add_argument("--epochs", type=int, default=10, help="epochs for the accuracy comparison")
     parser.add_argument("--skip", nargs="*", default=[], choices=["data", "training", "eval", "accuracy",
-                                                                 "gpu", "sweep", "dashboard", "dynamics"])
+                                                                 "gpu", "sweep", "dashboard", "dynamics", "many_runs"])
     args = parser.parse_args(argv)
     if args.render:
         saved = json.loads(Path(args.render).read_text())
@@ -78,6 +79,15 @@ def main(argv: list[str] | None = None) -> int:
         from bench import gpu_recipe  # it imports render from here: loaded once this module is
 
         section("gpu", gpu_recipe.gpu_section, Path(args.sample))
+    if "many_runs" not in args.skip:  # its own process: AppTest's script runner takes over __main__
+        print("[bench] many_runs ...", flush=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            out = subprocess.run([sys.executable, "-m", "bench.many_runs", "bench", "--out", f"{tmp}/many.json"],
+                                 cwd=ROOT, capture_output=True, text=True)
+            try:
+                results["many_runs"] = json.loads(Path(f"{tmp}/many.json").read_text())
+            except (OSError, json.JSONDecodeError):
+                results["many_runs"] = {"error": out.stderr[-500:]}
     if "dashboard" not in args.skip and (ROOT / "bench" / "dashboard_bench.py").exists():
         print("[bench] dashboard ...", flush=True)
         out = subprocess.run([sys.executable, "-m", "bench.dashboard_bench", "--json", "--browser"],
@@ -131,6 +141,12 @@ def render(r: dict) -> str:
         rows += sweep_bench.rows(r["sweep"])
     if "dynamics" in r:
         rows += dynamics_bench.rows(r["dynamics"])
+    for size in r.get("many_runs", {}).get("results", []):
+        rows.append((f"{size['runs']:,} runs: index load / list --json / Runs page first, rerun, filter / "
+                     "Compare of 10",
+                     " / ".join(f"{size[k]:.2f}" if k in size else "-"
+                                for k in ("first_load_s", "list_json_s", "page_first_render_s", "page_warm_rerun_s",
+                                          "page_filter_change_s", "compare_10_s")) + " s"))
     if "gpu" in r:
         g = r["gpu"]
         for label, p in g.items():

@@ -57,3 +57,20 @@ def test_table_reports_each_page_cold_and_warm_in_the_browser():
     assert rows["browser: compare page, cold / warm s (script, drawn)"] == "1.75, 2.75 / 0.12, 0.25"
     assert rows["browser: gallery filter change, s"] == "0.38"
     assert rows["browser: Grad-CAM 16 maps, s (first, with model load)"] == "1.25 (4.50)"
+
+
+def test_table_reports_the_runs_page_and_list_at_each_number_of_runs(tmp_path, capsys):
+    import json
+
+    from bench.__main__ import main
+
+    sizes = [{"runs": n, "first_load_s": 0.01 * i, "list_json_s": 0.2 + i, "page_first_render_s": 0.5 + i,
+              "page_warm_rerun_s": 0.1, "page_filter_change_s": 0.05, "compare_10_s": 0.3}
+             for i, n in enumerate((20, 10_000))]
+    result = {"device": "cpu", "machine": "x", "torch": "t", "total_seconds": 1.0, "many_runs": {"results": sizes}}
+    saved = tmp_path / "result.json"
+    saved.write_text(json.dumps(result))
+    assert main(["--render", str(saved)]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if "Runs page" in line]
+    assert [row.split("|")[1].split(":")[0].strip() for row in rows] == ["20 runs", "10,000 runs"]
+    assert rows[1].rstrip(" |").endswith("0.01 / 1.20 / 1.50 / 0.10 / 0.05 / 0.30 s")
