@@ -78,7 +78,7 @@ positions, differing, listed_datasets, any_tags = data.runs_view(archived).memo(
                                                                                 _find)
 
 # ---------------------------------------------------------------- columns and order
-shape = st.columns([3, 3, 2, 1, 1])
+shape = st.columns([3, 3, 2, 1.6, 1.2])  # room for "Descending" beside its switch
 shown = shape[0].multiselect("Columns", list(COLUMNS), default=DEFAULT_COLUMNS, key="runs_columns",
                              format_func=COLUMNS.get)
 settings = shape[1].multiselect(
