@@ -320,6 +320,7 @@ def bench_size(root: Path, n: int, repeats: int = 5) -> dict:
         result["filter_matches"] = len(query.filter(rows))
         result["labels_s"] = statistics.median(_timed(lambda: run_labels(rows)) for _ in range(repeats))
         result.update(page_timings(folder, [i for i in sorted(finished, reverse=True)[:10]], repeats))
+        result.update(browser_timings(folder, sorted(finished, reverse=True)[:10]))
     return result
 
 
@@ -365,6 +366,39 @@ def page_timings(folder: Path, compare: Sequence[str], repeats: int = 5) -> dict
     return result
 
 
+def browser_timings(folder: Path, compare: Sequence[str], repeats: int = 3) -> dict:
+    """The same in Chromium, to the page drawn (bench/screenshots.py's `timed_rerun`: the script
+    run finished and everything in the window drawn): the Runs page's first visit in a new tab on
+    a dashboard just started over `folder`, a rerun (the sort order flipped), a filter expression
+    changed, and Compare of the runs `compare` opened by its link. Empty when Chromium is absent."""
+    from functools import partial
+
+    from bench import screenshots
+
+    if not screenshots.CHROMIUM.exists():
+        return {}
+    from playwright.sync_api import sync_playwright
+
+    query = "&".join(f"runs={run_id}" for run_id in compare)
+    with screenshots.dashboard(folder) as url, sync_playwright() as playwright:
+        browser = screenshots.launch(playwright)
+        page = screenshots.new_page(browser)
+        first = screenshots.timed_rerun(page, partial(page.goto, screenshots.page_url(url, "runs")), what="Runs page")
+        switch = page.get_by_test_id("stCheckbox").filter(has_text="Descending")
+        reruns = [screenshots.after_rerun(page, switch.click, what="the sort order flipped") for _ in range(repeats)]
+        field = page.get_by_test_id("stTextInput").filter(has_text="Filter expression").locator("input")
+        changes = []
+        for k in range(repeats):
+            field.fill(FILTERS[k % 2])
+            changes.append(screenshots.after_rerun(page, partial(field.press, "Enter"), what="a filter expression"))
+        tab = screenshots.new_page(browser)
+        compare_s = screenshots.after_rerun(tab, partial(tab.goto, screenshots.page_url(url, "compare", query)),
+                                            what="Compare of ten runs")
+        browser.close()
+    return {"browser_first_render_s": first["drawn"], "browser_rerun_s": statistics.median(reruns),
+            "browser_filter_change_s": statistics.median(changes), "browser_compare_10_s": compare_s}
+
+
 def render(results: list[dict]) -> str:
     keys = [("first_load_no_cache_s", "first load, no cache (reads every summary.json; rebuilds torn, stale)"),
             ("first_load_summaries_s", "first load, cache off (every summary.json read and checked)"),
@@ -380,7 +414,11 @@ def render(results: list[dict]) -> str:
             ("page_warm_rerun_s", "Runs page: warm rerun"),
             ("page_filter_change_s", f"Runs page: filter expression changed (`{FILTERS[0]}` / `{FILTERS[1]}`)"),
             ("compare_10_s", "Compare page, 10 runs: first render"),
-            ("compare_10_warm_s", "Compare page, 10 runs: warm rerun")]
+            ("compare_10_warm_s", "Compare page, 10 runs: warm rerun"),
+            ("browser_first_render_s", "Chromium: Runs page, first visit on a fresh dashboard, to drawn"),
+            ("browser_rerun_s", "Chromium: Runs page rerun (sort order flipped)"),
+            ("browser_filter_change_s", "Chromium: filter expression changed"),
+            ("browser_compare_10_s", "Chromium: Compare of 10 runs opened by its link")]
     def cells(key: str, fmt: str) -> str:
         return " | ".join(format(r[key], fmt) if key in r else "-" for r in results)
 
