@@ -278,9 +278,12 @@ def damaged_dumps(draw) -> dict[str, np.ndarray]:
         how = draw(st.sampled_from(["values", "dtype", "shape", "length", "drop"]))
         if how == "values" and dump[key].size:
             dump[key] = dump[key].copy()
-            dump[key].flat[draw(st.integers(0, dump[key].size - 1))] = draw(
-                st.sampled_from([-1, 3, 5, 10**6, np.nan, np.inf]) if dump[key].dtype.kind == "f"
-                else st.sampled_from([-1, 3, 5, 10**6]))
+            dtype = dump[key].dtype
+            bad = ([-1, 3, 5, 10**6, np.nan, np.inf] if dtype.kind in "fc" else
+                   [v for v in (-1, 3, 5, 10**6) if np.iinfo(dtype).min <= v <= np.iinfo(dtype).max]
+                   if dtype.kind in "iu" else [])
+            if bad:  # only values the array's dtype can hold (an earlier "dtype" step may have narrowed it)
+                dump[key].flat[draw(st.integers(0, dump[key].size - 1))] = draw(st.sampled_from(bad))
         elif how == "dtype":
             dump[key] = dump[key].astype(draw(st.sampled_from(DTYPES)))
         elif how == "shape":
