@@ -16,9 +16,10 @@ import numpy as np
 import torch
 
 from engine.run_layout import DYNAMICS_DIR, DYNAMICS_EPOCH, DYNAMICS_LABELS, dynamics_file
-from engine.safe_io import MiB, Unreadable, atomic_save, load_npz
+from engine.safe_io import MiB, Unreadable, atomic_save, load_npz, npz_headers
 
 EPOCH_KEYS = ("train_prob", "train_margin", "train_correct", "test_pred", "test_prob")
+OPTIONAL_EPOCH_KEYS = ("test_confidence",)  # added after the first recorded runs, which lack it
 LABEL_KEYS = ("train_label", "test_label")
 EPOCH_CAP = 64 * MiB  # uncompressed; 2,000,000 training images need about 9 MiB
 LABELS_CAP = 64 * MiB
@@ -77,7 +78,8 @@ def epoch_arrays(train_part: dict[str, np.ndarray], train_size: int, test_dump: 
     rows = np.arange(len(test_dump["label"]))
     return {"train_prob": prob, "train_margin": margin, "train_correct": np.packbits(correct),
             "test_pred": test_dump["pred"].astype(class_dtype(num_classes)),
-            "test_prob": test_dump["probs"][rows, test_dump["label"]].astype(np.float16)}
+            "test_prob": test_dump["probs"][rows, test_dump["label"]].astype(np.float16),
+            "test_confidence": test_dump["confidence"].astype(np.float16)}
 
 
 def label_arrays(train_labels: np.ndarray, test_labels: np.ndarray, num_classes: int) -> dict[str, np.ndarray]:
@@ -120,6 +122,7 @@ class Dynamics:
     train_correct: np.ndarray  # bool (E, N_train)
     test_pred: np.ndarray  # uint8 (E, N_test) (wider past 256 classes): the predicted class
     test_prob: np.ndarray  # float16 (E, N_test): the true-class probability
+    test_confidence: np.ndarray | None = None  # float16 (E, N_test): the predicted class's; None for older runs
     train_label: np.ndarray | None = None  # (N_train,) the given labels; None when labels.npz is unusable
     test_label: np.ndarray | None = None
     problems: list[str] = field(default_factory=list)  # "FILE: what is wrong; ignored"
@@ -162,7 +165,7 @@ def read_dynamics(run_dir: Path) -> Dynamics | None:
     for epoch, path in files:
         name = f"{DYNAMICS_DIR}/{path.name}"
         try:
-            arrays = load_npz(path, EPOCH_CAP, EPOCH_KEYS)
+            arrays = load_npz(path, EPOCH_CAP, EPOCH_KEYS + _present(path, OPTIONAL_EPOCH_KEYS))
             arrays = _checked_epoch(arrays, kept[0][1] if kept else None, labels)
         except Unreadable as exc:
             problems.append(f"{name}: {exc}; ignored")
@@ -178,10 +181,20 @@ def read_dynamics(run_dir: Path) -> Dynamics | None:
         return np.stack([arrays[key] for _, arrays in kept])
 
     correct = np.unpackbits(stack("train_correct"), axis=1, count=train_size).astype(bool)
+    confidence = stack("test_confidence") if all("test_confidence" in a for _, a in kept) else None
     return Dynamics(np.array([e for e, _ in kept], np.int64), stack("train_prob"), stack("train_margin"), correct,
-                    stack("test_pred"), stack("test_prob"),
+                    stack("test_pred"), stack("test_prob"), confidence,
                     labels.get("train_label") if labels else None, labels.get("test_label") if labels else None,
                     problems)
+
+
+def _present(path: Path, keys: tuple[str, ...]) -> tuple[str, ...]:
+    """The optional arrays the file holds (an unreadable file fails in load_npz right after)."""
+    try:
+        headers = npz_headers(path, EPOCH_CAP)
+    except Unreadable:
+        return ()
+    return tuple(key for key in keys if key in headers)
 
 
 def _read_labels(run_dir: Path, problems: list[str]) -> dict[str, np.ndarray] | None:
@@ -208,6 +221,8 @@ def _checked_epoch(arrays: dict[str, np.ndarray], first: dict[str, np.ndarray] |
     expected = {"train_prob": (np.float16, n_train), "train_margin": (np.float16, n_train),
                 "train_correct": (np.uint8, (-(-n_train[0] // 8),) if len(n_train) == 1 else None),
                 "test_prob": (np.float16, n_test), "test_pred": (None, n_test)}
+    if "test_confidence" in arrays:
+        expected["test_confidence"] = (np.float16, n_test)
     for key, (dtype, shape) in expected.items():
         a = arrays[key]
         if a.ndim != 1 or (shape is not None and a.shape != shape) or (dtype is not None and a.dtype != dtype):

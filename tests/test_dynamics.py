@@ -61,10 +61,24 @@ def test_the_last_epoch_matches_the_final_dump_and_each_confusion_matrix_counts_
     assert np.array_equal(dyn.test_label, final["label"])
     true_prob = final["probs"][np.arange(len(final["label"])), final["label"]]
     assert np.allclose(dyn.test_prob[-1], true_prob, atol=1e-3)
+    assert dyn.test_confidence.dtype == np.float16 and dyn.test_confidence.shape == dyn.test_prob.shape
+    assert np.allclose(dyn.test_confidence[-1], final["confidence"], atol=1e-3)
     for epoch, pred in zip(run.epochs, dyn.test_pred, strict=True):
         matrix = metrics.confusion_matrix(dyn.test_label, pred, run.num_classes)
         assert matrix.sum() == run.dataset["test_size"]
         assert np.trace(matrix) / matrix.sum() == pytest.approx(epoch["test_acc"])
+
+
+def test_epoch_files_written_before_test_confidence_still_read(recorded, tmp_path):
+    run, _ = recorded
+    older = tmp_path / run.id
+    shutil.copytree(run.path, older)
+    for _, path in dynamics.epoch_files(older):  # rewrite each epoch as the first recorded runs wrote it
+        with np.load(path) as arrays:
+            kept = {key: arrays[key] for key in dynamics.EPOCH_KEYS}
+        np.savez(path, **kept)
+    dyn = dynamics.read_dynamics(older)
+    assert dyn.problems == [] and dyn.test_confidence is None and list(dyn.epochs) == [1, 2, 3]
 
 
 def test_the_plan_is_recorded_once_and_the_dashboard_reads_it(recorded, tmp_path):
