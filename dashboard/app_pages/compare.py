@@ -1,5 +1,5 @@
-"""Two or more runs side by side: curves, config differences, key figures, per-class accuracy,
-the confusion-matrix difference, and the images one run got right and the other wrong."""
+"""Two or more runs side by side: curves, config differences, key figures, seed groups, calibration,
+per-class accuracy, the confusion-matrix difference, and the images one run got right and the other wrong."""
 
 import math
 
@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, data, metrics, seed_view, widgets
+from dashboard import calibration_view, charts, data, metrics, seed_view, widgets
 
 st.title("Compare runs")
 ids = widgets.selected_runs()
@@ -69,6 +69,9 @@ else:
 # ---------------------------------------------------------------- seed groups and the verdict
 # Before the predictions, whose sections stop the page early (no readable dump, no differing images).
 seed_view.show(list(runs))
+
+# ---------------------------------------------------------------- calibration: can the confidence be trusted
+calibration_view.calibration_section(list(runs), key_prefix="cmp_calibration")
 
 # ---------------------------------------------------------------- predictions
 st.subheader("Predictions")
