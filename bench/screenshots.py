@@ -19,7 +19,7 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
-PAGES = ("runs", "run", "misclassified", "grad_cam", "compare", "live")
+PAGES = ("runs", "run", "misclassified", "grad_cam", "dynamics", "compare", "live")
 
 
 def free_port() -> int:

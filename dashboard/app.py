@@ -25,11 +25,12 @@ PAGES = {
     "run": st.Page("app_pages/run.py", title="Run", icon=":material/monitoring:"),
     "misclassified": st.Page("app_pages/misclassified.py", title="Misclassifications", icon=":material/image_search:"),
     "grad_cam": st.Page("app_pages/grad_cam.py", title="Grad-CAM", icon=":material/blur_on:"),
+    "dynamics": st.Page("app_pages/dynamics.py", title="Training dynamics", icon=":material/scatter_plot:"),
     "compare": st.Page("app_pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
     "sweep": st.Page("app_pages/sweep.py", title="Sweep", icon=":material/stacked_line_chart:"),
     "live": st.Page("app_pages/live.py", title="Live", icon=":material/autorenew:"),
 }
-SINGLE_RUN_PAGES = {"run", "misclassified", "grad_cam"}
+SINGLE_RUN_PAGES = {"run", "misclassified", "grad_cam", "dynamics"}
 OWN_URL_PAGES = ("misclassified", "sweep")  # their URLs hold more than the run selection: filters, the sweep
 
 page = st.navigation(list(PAGES.values()))

@@ -40,7 +40,7 @@ def _values(table: pd.DataFrame, column: str, scale: float = 1.0) -> np.ndarray:
     return values
 
 
-def _layout(fig: go.Figure, title: str, x: str, y: str, **extra) -> go.Figure:
+def axes_layout(fig: go.Figure, title: str, x: str, y: str, **extra) -> go.Figure:
     fig.update_layout(title=title, xaxis_title=x, yaxis_title=y, height=extra.pop("height", HEIGHT),
                       margin=dict(l=60, r=20, t=50, b=50), legend=dict(orientation="h", y=-0.25), **extra)
     return fig
@@ -63,7 +63,7 @@ def training_curves(epochs: pd.DataFrame, metric: str, steps: pd.DataFrame | Non
                                                                 dash=dash))
     label = "accuracy (%)" if metric == "acc" else "cross-entropy loss"
     _whole_epochs(fig, epochs)
-    return _layout(fig, f"{'Accuracy' if metric == 'acc' else 'Loss'} per epoch", "epoch", label)
+    return axes_layout(fig, f"{'Accuracy' if metric == 'acc' else 'Loss'} per epoch", "epoch", label)
 
 
 def _whole_epochs(fig: go.Figure, *tables: pd.DataFrame) -> None:
@@ -77,7 +77,7 @@ def lr_schedule(steps: pd.DataFrame) -> go.Figure:
     """The learning rate each optimizer step used."""
     fig = go.Figure(go.Scatter(x=steps["step"], y=_values(steps, "lr"), mode="lines", name="learning rate",
                                line=dict(color=run_colour(2))))
-    return _layout(fig, "Learning-rate schedule", "optimizer step", "learning rate")
+    return axes_layout(fig, "Learning-rate schedule", "optimizer step", "learning rate")
 
 
 def lr_finder_curve(lr_finder: Mapping) -> go.Figure:
@@ -103,7 +103,7 @@ def lr_finder_curve(lr_finder: Mapping) -> go.Figure:
         fig.add_scatter(x=[used, used], y=[min(finite), max(finite)], mode="lines", name=f"LR used {used:.3g}",
                         line=dict(color=run_colour(2), dash="dash"))
     fig.update_xaxes(type="log")
-    return _layout(fig, "LR range test", "learning rate (log scale)", "training loss (cross-entropy)")
+    return axes_layout(fig, "LR range test", "learning rate (log scale)", "training loss (cross-entropy)")
 
 
 def lr_finder_progress(rows: pd.DataFrame, start_lr: float | None, end_lr: float | None) -> go.Figure:
@@ -114,7 +114,7 @@ def lr_finder_progress(rows: pd.DataFrame, start_lr: float | None, end_lr: float
     fig.update_xaxes(type="log")
     if start_lr and end_lr and 0 < start_lr < end_lr:
         fig.update_xaxes(range=[np.log10(start_lr) - 0.1, np.log10(end_lr) + 0.1], autorange=False)
-    return _layout(fig, "LR range test so far", "learning rate (log scale)", "loss (raw cross-entropy)",
+    return axes_layout(fig, "LR range test so far", "learning rate (log scale)", "loss (raw cross-entropy)",
                    showlegend=True)
 
 
@@ -132,7 +132,7 @@ def per_class_accuracy(table: pd.DataFrame) -> go.Figure:
     fig.update_layout(barmode="group", showlegend=not single)
     fig.update_yaxes(range=accuracy_range(table.to_numpy() * 100))
     fig.update_xaxes(type="category", tickmode="linear")  # every class named, digits included
-    return _layout(fig, "Accuracy per class", "true class", "accuracy (%)")
+    return axes_layout(fig, "Accuracy per class", "true class", "accuracy (%)")
 
 
 def accuracy_range(values: np.ndarray, margin: float = 5.0) -> list[float]:
@@ -233,7 +233,7 @@ def probability_bars(probs: np.ndarray, class_names: Sequence[str], true: int, p
                            hovertemplate="%{y}: %{x:.1f}%<extra></extra>"))
     fig.update_yaxes(autorange="reversed")
     fig.update_xaxes(range=[0, 100])
-    return _layout(fig, "Class probabilities", "probability (%)", "class")
+    return axes_layout(fig, "Class probabilities", "probability (%)", "class")
 
 
 def compare_curves(epochs_by_run: Mapping[str, pd.DataFrame], column: str, label: str) -> go.Figure:
@@ -246,7 +246,7 @@ def compare_curves(epochs_by_run: Mapping[str, pd.DataFrame], column: str, label
                             line=dict(color=run_colour(position)))
     unit = f"{label} (%)" if scale == 100 else label
     _whole_epochs(fig, *epochs_by_run.values())
-    return _layout(fig, label[:1].upper() + label[1:] + " per epoch", "epoch", unit)
+    return axes_layout(fig, label[:1].upper() + label[1:] + " per epoch", "epoch", unit)
 
 
 
@@ -280,5 +280,5 @@ def live_curves(epochs: pd.DataFrame, steps: pd.DataFrame, metric: str, total_st
     else:
         fig.update_yaxes(rangemode="nonnegative")
     label = "accuracy (%)" if metric == "acc" else "cross-entropy loss"
-    return _layout(fig, f"{'Accuracy' if metric == 'acc' else 'Loss'} so far", "optimizer step", label,
+    return axes_layout(fig, f"{'Accuracy' if metric == 'acc' else 'Loss'} so far", "optimizer step", label,
                    showlegend=True)

@@ -82,6 +82,7 @@ def live_progress(epochs: Sequence[Mapping[str, Any]], steps_done: int | None, s
 # The gallery's filters in its URL: parameter names and values a person can read and edit.
 SORT_PARAMS = {"top losses": "loss", "confidence, high first": "confidence-high",
                "confidence, low first": "confidence-low", "test index": "index"}
+EPOCH_TAG = "epoch-"  # a prediction source "epoch-7": the test predictions recorded at the end of epoch 7
 GALLERY_PARAMS = ("true", "pred", "conf", "sort", "per_page", "dump")
 PER_PAGE = (12, 24, 48)
 DEFAULT_PER_PAGE = 24
@@ -143,7 +144,10 @@ def gallery_filters(query: Mapping[str, Sequence[str]], names: Sequence[str],
         if query["dump"][-1] in tags:
             found["dump"] = query["dump"][-1]
         else:
-            problems.append(f"`dump={query['dump'][-1]}`: this run has {' and '.join(tags) or 'no'} predictions")
+            dumps = [t for t in tags if not t.startswith(EPOCH_TAG)]
+            epochs = "" if len(dumps) == len(tags) else f", and epoch-N for {len(tags) - len(dumps)} recorded epochs"
+            have = " and ".join(dumps) or "no"
+            problems.append(f"`dump={query['dump'][-1]}`: this run has {have} predictions{epochs}")
     return found, problems
 
 
@@ -180,7 +184,8 @@ def misclassified(dump: Dump, true_classes: Iterable[int] = (), pred_classes: It
     if pred_classes:
         keep &= np.isin(pred, pred_classes)
     low, high = confidence
-    keep &= (conf >= low) & (conf <= high)
+    if (low, high) != (0.0, 1.0):  # an unrecorded confidence (NaN) passes only the whole range
+        keep &= (conf >= low) & (conf <= high)
     rows = np.flatnonzero(keep)
     key, descending = SORTS[sort]
     values = dump[key][rows]

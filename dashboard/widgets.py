@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import streamlit as st
 
-from dashboard import data, metrics
+from dashboard import data, dynamics_data, metrics
 
 SELECTED = "selected_runs"  # plain session keys: they survive every page switch (widget keys need not)
 FOCUS = "focus_run"
@@ -220,19 +220,45 @@ def image_grid(pngs: Sequence[bytes], captions: Sequence[str], columns: int = 8,
 def class_names(run, dump: dict | None = None) -> list[str]:
     """The dataset's class names, or "0".."n-1" when dataset.json is missing or damaged."""
     names = run.class_names if run is not None else []
-    if not names and dump is not None:
-        names = [str(i) for i in range(dump["probs"].shape[1])]
+    if not names and dump is not None:  # an epoch's predictions hold no `probs`: count the classes seen
+        count = dump["probs"].shape[1] if "probs" in dump else int(max(dump["label"].max(initial=0),
+                                                                        dump["pred"].max(initial=0))) + 1
+        names = [str(i) for i in range(count)]
     return names
 
 
-def dump_picker(run, key: str) -> str | None:
-    """Radio for the final or best-epoch prediction dump, among those the run has."""
-    tags = run.prediction_tags()
-    if not tags:
-        st.warning("This run has no prediction dump yet (it is written after the last epoch and whenever "
-                   "test accuracy improves).", icon=":material/warning:")
+def prediction_source(run, key: str) -> str | None:
+    """The test predictions a page shows, as a source tag: the final or best dump, or, with a
+    slider, those recorded at the end of any epoch ("epoch-7"). None when the run has none yet."""
+    tags = list(run.prediction_tags())
+    epochs = dynamics_data.recorded_epochs(run.id)
+    kinds = tags + (["epoch"] if epochs else [])
+    if not kinds:
+        st.warning("This run has no predictions yet (they are written after the last epoch and whenever "
+                   "test accuracy improves, and per epoch while it trains).", icon=":material/warning:")
         return None
-    return st.radio("Predictions from", tags, key=key, horizontal=True, format_func=data.TAG_LABELS.get)
+    kind_key, epoch_key = f"{key}_kind", f"{key}_epoch"
+    if st.session_state.get(kind_key) not in kinds:  # another run's choice, or none yet
+        st.session_state.pop(kind_key, None)
+    if st.session_state.get(epoch_key) not in epochs:
+        st.session_state.pop(epoch_key, None)
+    labels = {"epoch": "an epoch", **data.TAG_LABELS}
+    cols = st.columns([2, 3]) if epochs else [st.container()]
+    kind = cols[0].radio("Predictions from", kinds, key=kind_key, horizontal=True, format_func=labels.get)
+    if kind != "epoch":
+        return kind
+    st.session_state.setdefault(epoch_key, epochs[-1])
+    epoch = cols[1].select_slider("Epoch", epochs, key=epoch_key, help="The test predictions recorded at the end of "
+                                  "that epoch, as the run evaluated then")
+    return dynamics_data.epoch_tag(epoch)
+
+
+def choose_prediction_source(key: str, tag: str) -> None:
+    """Set the source `prediction_source(run, key)` shows at its next call (from a link)."""
+    epoch = dynamics_data.tag_epoch(tag)
+    st.session_state[f"{key}_kind"] = "epoch" if epoch is not None else tag
+    if epoch is not None:
+        st.session_state[f"{key}_epoch"] = epoch
 
 
 def gallery_params(true: Sequence[int], pred: Sequence[int], confidence: tuple[float, float], tag: str,

@@ -20,7 +20,7 @@ from tests.conftest import tiny_config
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 APP = str(PROJECT_ROOT / "dashboard" / "app.py")
-PAGES = ("runs", "run", "misclassified", "grad_cam", "compare", "live")
+PAGES = ("runs", "run", "misclassified", "grad_cam", "dynamics", "compare", "live")
 
 
 def open_app(monkeypatch, runs_dir: Path, query: dict | None = None) -> AppTest:
@@ -290,7 +290,7 @@ def test_gallery_filters_live_in_the_url(monkeypatch, runs_dir, tiny_run):
     assert at.multiselect(key="mis_true").value == [true]
     assert at.slider(key="mis_conf").value == (0.1, 0.9)
     assert at.selectbox(key="mis_sort").value == "confidence, low first"
-    assert at.selectbox(key="mis_per_page").value == 12 and at.radio(key="mis_dump").value == "best"
+    assert at.selectbox(key="mis_per_page").value == 12 and at.radio(key="mis_dump_kind").value == "best"
     conf = dump["confidence"]
     assert int(metric(at, "Matching images")) == int(np.sum(wrong & (dump["label"] == true) & (conf >= 0.1)
                                                             & (conf <= 0.9)))

@@ -3,9 +3,10 @@ loss or confidence, page through, enlarge one, and pick images for Grad-CAM."""
 
 import math
 
+import numpy as np
 import streamlit as st
 
-from dashboard import charts, data, metrics, widgets
+from dashboard import charts, data, dynamics_data, metrics, widgets
 
 run_id = widgets.focus_run()
 run = data.load_run(run_id) if run_id else None
@@ -16,13 +17,13 @@ st.title(f"Misclassifications · {data.md(data.run_labels().get(run.id, run.name
 
 # The filters live in the widgets and in the URL. Parameters the URL brings (a link, a reload, the
 # back button, a confusion-matrix click) set the widgets; a filter absent from them is at its default.
-tags = run.prediction_tags()
+tags = dynamics_data.prediction_sources(run)
 from_url = widgets.new_url_params(metrics.GALLERY_PARAMS)
 if from_url is not None and tags:
-    st.session_state["mis_dump"] = metrics.gallery_filters(from_url, [], tags)[0].get("dump", tags[0])
+    widgets.choose_prediction_source("mis_dump", metrics.gallery_filters(from_url, [], tags)[0].get("dump", tags[0]))
 
-tag = widgets.dump_picker(run, key="mis_dump")
-dump, warnings = data.predictions(run.id, tag) if tag else (None, [])
+tag = widgets.prediction_source(run, key="mis_dump")
+dump, warnings = dynamics_data.predictions_from(run.id, tag) if tag else (None, [])
 widgets.show_warnings(run.id, warnings)
 if dump is None:
     widgets.write_url()
@@ -53,8 +54,8 @@ rows = metrics.misclassified(dump, true, pred, confidence, sort)
 wrong = int((dump["label"] != dump["pred"]).sum())
 count_col, note_col, link_col = st.columns([1, 3, 2])
 count_col.metric("Matching images", len(rows), help=f"{wrong} of {len(dump['label'])} test images are wrong")
-note_col.caption(f"{wrong} of {len(dump['label'])} test images are misclassified by the {data.TAG_LABELS[tag]} "
-                 f"model ({wrong / max(len(dump['label']), 1):.1%}).")
+note_col.caption(f"{wrong} of {len(dump['label'])} test images are misclassified "
+                 f"({wrong / max(len(dump['label']), 1):.1%}): predictions of the {dynamics_data.source_label(tag)}.")
 picked = set(widgets.cam_selection(run.id))
 with link_col:
     if picked:
@@ -82,10 +83,15 @@ def enlarge(row: int) -> None:
     images = data.test_pngs(run.id, (index,), size=256)
     if images:
         left.image(images[0], output_format="PNG", caption=f"test image #{index}")
-    left.write(f"true **{names[label]}**, predicted **{names[guess]}** ({dump['confidence'][row]:.1%}), "
+    left.write(f"true **{names[label]}**, predicted **{names[guess]}** ({metrics.percent(dump['confidence'][row])}), "
                f"loss {dump['loss'][row]:.3f}")
-    right.plotly_chart(charts.probability_bars(dump["probs"][row], names, label, guess), config=charts.CONFIG,
-                       key=f"probs_{index}")
+    if "probs" in dump:
+        right.plotly_chart(charts.probability_bars(dump["probs"][row], names, label, guess), config=charts.CONFIG,
+                           key=f"probs_{index}")
+    else:
+        right.caption(f"At {dynamics_data.source_label(tag)} the run recorded two probabilities per test image: the "
+                      f"predicted class's and the true class's ({metrics.percent(np.exp(-dump['loss'][row]))}). "
+                      "The final and best predictions hold all of them.")
 
 
 columns = 6

@@ -4,7 +4,7 @@ per-class accuracy and a confusion matrix whose cells open the misclassification
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, data, metrics, widgets
+from dashboard import charts, data, dynamics_data, metrics, widgets
 
 run_id = widgets.focus_run()
 run = data.load_run(run_id) if run_id else None
@@ -65,13 +65,15 @@ if samples is not None and len(samples["images"]):
 
 # ---------------------------------------------------------------- predictions
 st.subheader("Predictions on the test set")
-tag = widgets.dump_picker(run, key="run_dump")
-dump, _ = data.predictions(run.id, tag) if tag else (None, [])
+tag = widgets.prediction_source(run, key="run_dump")
+dump, problems = dynamics_data.predictions_from(run.id, tag) if tag else (None, [])
 if tag and dump is None:
-    st.warning("The prediction dump could not be read; see the warnings above.", icon=":material/warning:")
+    st.warning(f"The {dynamics_data.source_label(tag)} predictions could not be read: {'; '.join(problems)}.",
+               icon=":material/warning:")
 if dump is not None:
     names = widgets.class_names(run, dump)
     n = len(names)
+    sources = dynamics_data.prediction_sources(run)
     per_class = metrics.per_class_accuracy(dump["label"], dump["pred"], n)
     st.plotly_chart(charts.per_class_accuracy(pd.DataFrame({run.name: per_class}, index=names)),
                     config=charts.CONFIG, key="per_class")
@@ -80,7 +82,7 @@ if dump is not None:
     counts = metrics.confusion_matrix(dump["label"], dump["pred"], n)
     matrix = metrics.row_normalised(counts) if normalised else counts
     figure = charts.confusion_grid(matrix * 100 if normalised else matrix, names,
-                                   "Confusion matrix (click a cell for its images)",
+                                   f"Confusion matrix, {dynamics_data.source_label(tag)} (click a cell for its images)",
                                    "% of the true class" if normalised else "images", percent=normalised)
     event = st.plotly_chart(figure, config=charts.CONFIG, key="confusion", on_select="rerun", selection_mode="points",
                             width="content")
@@ -88,11 +90,11 @@ if dump is not None:
     if points:  # the browser sends customdata as {"0": .., "1": ..}: read the cell's class labels instead
         cell = points[0]
         if cell.get("y") in names and cell.get("x") in names:
-            widgets.open_gallery(names.index(cell["y"]), names.index(cell["x"]), tag, names, run.prediction_tags())
+            widgets.open_gallery(names.index(cell["y"]), names.index(cell["x"]), tag, names, sources)
 
     with st.form("cell_picker", border=False):
         cols = st.columns([2, 2, 1])
         true = cols[0].selectbox("True class", range(n), format_func=names.__getitem__)
         pred = cols[1].selectbox("Predicted class", range(n), index=min(1, n - 1), format_func=names.__getitem__)
         if cols[2].form_submit_button("Show these images"):
-            widgets.open_gallery(true, pred, tag, names, run.prediction_tags())
+            widgets.open_gallery(true, pred, tag, names, sources)

@@ -1,0 +1,136 @@
+"""Training dynamics in the dashboard, driven with AppTest over real tiny runs: the Training
+dynamics page ranks and shows the training images by the run's own scores (with what the final
+model believes they show), its views hold exactly the engine's regions, the ranked list downloads
+as CSV; the Run page's confusion matrix and the gallery show any recorded epoch."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from dashboard import dynamics_views, metrics
+from engine import dynamics, dynamics_scores, runs
+from engine.run_layout import DYNAMICS_DIR
+from tests.test_dashboard_issue18 import APP, figures, go, metric, open_app
+
+CAPTION = re.compile(r"#(\d+) given \*\*(.+?)\*\*")
+
+
+@pytest.fixture(scope="module")
+def recorded(runs_dir):
+    run = next(r for r in runs.list_runs(runs_dir) if r.name == "seed1")
+    found = dynamics.read_dynamics(run.path)
+    return run, found, dynamics_scores.image_scores(found)
+
+
+def shown_images(at) -> list[tuple[int, str, str]]:
+    """(training index, given label, whole caption) of each image caption, in page order."""
+    out = []
+    for caption in at.caption:
+        found = CAPTION.search(caption.value)
+        if found:
+            out.append((int(found[1]), found[2], caption.value))
+    return out
+
+
+def test_the_page_shows_the_likely_mislabelled_first_with_the_final_models_belief(monkeypatch, runs_dir, recorded):
+    run, found, scores = recorded
+    at = go(open_app(monkeypatch, runs_dir, {"runs": run.id, "run": run.id}), "dynamics")
+    assert metric(at, "Training images") == f"{len(scores):,}"
+    assert metric(at, "Epochs recorded") == str(len(found.epochs))
+    assert metric(at, "Negative AUM") == f"{int(np.sum(scores.aum < 0)):,}"
+    assert metric(at, "Forgotten at least once") == f"{int(np.sum(scores.forgetting > 0)):,}"
+    assert at.radio(key="dyn_view").value == "likely mislabelled"
+    images = shown_images(at)
+    ranked = dynamics_scores.likely_mislabelled(scores)
+    assert [i for i, _, _ in images] == list(ranked[:24])
+    assert [label for _, label, _ in images] == [run.class_names[found.train_label[i]] for i, _, _ in images]
+    assert all("final model: **" in caption for _, _, caption in images), images[0]
+    assert len(at.image) == 24  # the training images themselves, read back from the run's dataset
+    curves = figures(at)["True-class probability over training, images on this page"]
+    assert len(curves["data"]) == 24 and curves["data"][0]["name"] == f"#{ranked[0]} {images[0][1]}"
+
+
+@pytest.mark.parametrize("view", ["hard to learn", "ambiguous", "easy", "forgotten"])
+def test_each_view_holds_the_engines_images(monkeypatch, runs_dir, recorded, view):
+    run, _, scores = recorded
+    at = go(open_app(monkeypatch, runs_dir, {"runs": run.id, "run": run.id}), "dynamics")
+    at.radio(key="dyn_view").set_value(view).run()
+    expected = (np.flatnonzero(scores.forgetting > 0) if view == "forgotten"
+                else np.flatnonzero(dynamics_scores.data_map_regions(scores)[view]))
+    assert any(c.value.startswith(f"{len(expected):,} images") for c in at.caption)
+    assert {i for i, _, _ in shown_images(at)} <= set(expected.tolist())
+    order = dynamics_views.view_order(view, scores)
+    assert sorted(order.tolist()) == sorted(expected.tolist())
+    if view == "hard to learn":
+        assert (np.diff(scores.confidence[order]) >= 0).all()
+
+
+def test_the_csv_ranks_every_training_image_lowest_aum_first(recorded):
+    run, found, scores = recorded
+    table = dynamics_views.mislabelled_table(scores, found.train_label, run.class_names)
+    back = pd.read_csv(io.StringIO(table.to_csv(index=False)))
+    assert len(back) == len(scores) and back["index"].is_unique
+    assert list(back.columns[:4]) == ["rank", "index", "given_label", "aum"]
+    assert (np.diff(back["aum"]) >= 0).all()
+    first = int(back["index"][0])
+    assert back["given_label"][0] == run.class_names[found.train_label[first]]
+    assert back["aum"][0] == pytest.approx(float(scores.aum.min()), abs=1e-6)
+
+
+def test_a_run_whose_dataset_is_gone_shows_the_numbers_and_says_why(monkeypatch, tmp_path, runs_dir, recorded):
+    run, _, scores = recorded
+    moved = tmp_path / "runs" / run.id
+    shutil.copytree(run.path, moved)
+    config = json.loads((moved / runs.CONFIG_JSON).read_text())
+    config["dataset"] = f"npz:{tmp_path / 'gone.npz'}"
+    (moved / runs.CONFIG_JSON).write_text(json.dumps(config))
+    at = go(open_app(monkeypatch, tmp_path / "runs", {"runs": run.id, "run": run.id}), "dynamics")
+    assert any("Training images cannot be shown" in i.value and "gone.npz" in i.value for i in at.info), \
+        [i.value for i in at.info]
+    assert len(shown_images(at)) == 24 and not len(at.image)
+
+
+def test_a_run_without_dynamics_says_so(monkeypatch, tmp_path, recorded):
+    run, _, _ = recorded
+    moved = tmp_path / "runs" / run.id
+    shutil.copytree(run.path, moved)
+    shutil.rmtree(moved / DYNAMICS_DIR)
+    at = go(open_app(monkeypatch, tmp_path / "runs", {"runs": run.id, "run": run.id}), "dynamics")
+    assert any("recorded no training dynamics" in i.value for i in at.info)
+    go(at, "run")  # and the Run page offers the dumps only
+    assert at.radio(key="run_dump_kind").options == [runs.TAG_LABELS["final"], runs.TAG_LABELS["best"]]
+
+
+def cells(figure: dict) -> np.ndarray:
+    """A confusion grid's numbers, row-major (true class, predicted class), as the chart shows them."""
+    return np.array([int(float(t)) for t in figure["data"][0]["text"]])
+
+
+def test_the_confusion_matrix_shows_any_epoch_and_its_cells_open_the_gallery_there(monkeypatch, runs_dir, recorded):
+    run, found, _ = recorded
+    at = go(open_app(monkeypatch, runs_dir, {"runs": run.id, "run": run.id}), "run")
+    at.radio(key="run_dump_kind").set_value("epoch").run()
+    assert at.select_slider(key="run_dump_epoch").value == found.epochs[-1]
+    at.select_slider(key="run_dump_epoch").set_value(int(found.epochs[0])).run()
+    assert not at.exception
+    shown = next(f for title, f in figures(at).items() if title.startswith("Confusion matrix, epoch 1"))
+    expected = metrics.confusion_matrix(found.test_label, found.test_pred[0], run.num_classes)
+    assert (cells(shown) == expected.reshape(-1)).all() and cells(shown).sum() == run.dataset["test_size"]
+
+    wrong = int((found.test_label != found.test_pred[0]).sum())
+    monkeypatch.setenv("RUNS_DIR", str(runs_dir))
+    at = AppTest.from_file(APP, default_timeout=120)  # the gallery opened by a link, as a cell click opens it
+    at.query_params.update({"runs": run.id, "run": run.id, "dump": "epoch-1"})
+    at.switch_page("app_pages/misclassified.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.radio(key="mis_dump_kind").value == "epoch" and at.select_slider(key="mis_dump_epoch").value == 1
+    assert metric(at, "Matching images") == str(wrong)
+    assert any("predictions of the epoch 1" in c.value for c in at.caption)
