@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from engine.run_layout import DYNAMICS_DIR, DYNAMICS_EPOCH, DYNAMICS_LABELS, dynamics_file
-from engine.safe_io import MiB, Unreadable, atomic_save, load_npz, npz_headers
+from engine.safe_io import MiB, Unreadable, atomic_save, load_npz
 
 EPOCH_KEYS = ("train_prob", "train_margin", "train_correct", "test_pred", "test_prob")
 OPTIONAL_EPOCH_KEYS = ("test_confidence",)  # added after the first recorded runs, which lack it
@@ -165,7 +165,7 @@ def read_dynamics(run_dir: Path) -> Dynamics | None:
     for epoch, path in files:
         name = f"{DYNAMICS_DIR}/{path.name}"
         try:
-            arrays = load_npz(path, EPOCH_CAP, EPOCH_KEYS + _present(path, OPTIONAL_EPOCH_KEYS))
+            arrays = load_npz(path, EPOCH_CAP, EPOCH_KEYS, OPTIONAL_EPOCH_KEYS)
             arrays = _checked_epoch(arrays, kept[0][1] if kept else None, labels)
         except Unreadable as exc:
             problems.append(f"{name}: {exc}; ignored")
@@ -186,15 +186,6 @@ def read_dynamics(run_dir: Path) -> Dynamics | None:
                     stack("test_pred"), stack("test_prob"), confidence,
                     labels.get("train_label") if labels else None, labels.get("test_label") if labels else None,
                     problems)
-
-
-def _present(path: Path, keys: tuple[str, ...]) -> tuple[str, ...]:
-    """The optional arrays the file holds (an unreadable file fails in load_npz right after)."""
-    try:
-        headers = npz_headers(path, EPOCH_CAP)
-    except Unreadable:
-        return ()
-    return tuple(key for key in keys if key in headers)
 
 
 def _read_labels(run_dir: Path, problems: list[str]) -> dict[str, np.ndarray] | None:

@@ -281,10 +281,11 @@ def npz_headers(path: Path, cap: int) -> dict[str, tuple[tuple[int, ...], np.dty
         raise Unreadable(f"is not a valid .npz archive ({exc.__class__.__name__})") from None
 
 
-def load_npz(path: Path, cap: int, keys: Iterable[str]) -> dict[str, np.ndarray]:
-    """The named arrays of an .npz, each read into an array of exactly its checked size."""
-    keys = list(keys)
+def load_npz(path: Path, cap: int, keys: Iterable[str], optional: Iterable[str] = ()) -> dict[str, np.ndarray]:
+    """The named arrays of an .npz, each read into an array of exactly its checked size; of the
+    `optional` ones, those the file holds (a format's later additions, which older files lack)."""
     headers = npz_headers(path, cap)
+    keys = list(keys) + [key for key in optional if key in headers]
     missing = [k for k in keys if k not in headers]
     if missing:
         raise Unreadable(f"lacks the array(s) {missing}")
