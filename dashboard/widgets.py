@@ -187,6 +187,18 @@ def focus_run() -> str | None:
     return run_id
 
 
+def shown_run(before_stop=None):
+    """The focused run, loaded, for a single-run page; else the page stops there (after
+    `before_stop`, e.g. writing its URL), the reason already shown by `focus_run`."""
+    run_id = focus_run()
+    run = data.load_run(run_id) if run_id else None
+    if run is None:
+        if before_stop is not None:
+            before_stop()
+        st.stop()
+    return run
+
+
 def no_runs_message() -> None:
     """Says why there is nothing to show: a missing runs folder is an error, an empty one is not."""
     root = data.runs_root()

@@ -13,10 +13,7 @@ from dashboard import charts, data, dynamics_charts, dynamics_data, dynamics_vie
 PER_PAGE = 24
 COLUMNS = 6
 
-run_id = widgets.focus_run()
-run = data.load_run(run_id) if run_id else None
-if run is None:
-    st.stop()
+run = widgets.shown_run()
 st.title(f"Training dynamics · {data.md(data.run_labels().get(run.id, run.name))}")
 
 found = dynamics_data.dynamics(run.id)

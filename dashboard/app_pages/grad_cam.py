@@ -8,10 +8,7 @@ from dashboard import data, metrics, widgets
 
 MAX_IMAGES = 32
 
-run_id = widgets.focus_run()
-run = data.load_run(run_id) if run_id else None
-if run is None:
-    st.stop()
+run = widgets.shown_run()
 st.title(f"Grad-CAM · {data.md(data.run_labels().get(run.id, run.name))}")
 widgets.show_warnings(run.id, run.warnings)
 

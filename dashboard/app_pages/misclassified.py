@@ -8,11 +8,7 @@ import streamlit as st
 
 from dashboard import charts, data, dynamics_data, metrics, widgets
 
-run_id = widgets.focus_run()
-run = data.load_run(run_id) if run_id else None
-if run is None:
-    widgets.write_url()
-    st.stop()
+run = widgets.shown_run(before_stop=widgets.write_url)
 st.title(f"Misclassifications · {data.md(data.run_labels().get(run.id, run.name))}")
 
 # The filters live in the widgets and in the URL. Parameters the URL brings (a link, a reload, the

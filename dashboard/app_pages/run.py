@@ -6,10 +6,7 @@ import streamlit as st
 
 from dashboard import charts, data, dynamics_data, metrics, widgets
 
-run_id = widgets.focus_run()
-run = data.load_run(run_id) if run_id else None
-if run is None:
-    st.stop()
+run = widgets.shown_run()
 
 st.title(f"Run {data.md(data.run_labels().get(run.id, run.name))}")
 st.caption(f"`{run.id}` · {run.status} · dataset {run.dataset_name or '?'} · created {run.created or '?'} · "
