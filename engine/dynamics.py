@@ -19,7 +19,10 @@ from engine.run_layout import DYNAMICS_DIR, DYNAMICS_EPOCH, DYNAMICS_LABELS, dyn
 from engine.safe_io import MiB, Unreadable, atomic_save, load_npz
 
 EPOCH_KEYS = ("train_prob", "train_margin", "train_correct", "test_pred", "test_prob")
-OPTIONAL_EPOCH_KEYS = ("test_confidence",)  # added after the first recorded runs, which lack it
+# test_confidence came after the first recorded runs, which lack it; the final_train_* keys are in
+# the last epoch's file only: the final model's verdict on every (unaugmented) training image.
+FINAL_TRAIN_KEYS = ("final_train_prob", "final_train_pred", "final_train_confidence")
+OPTIONAL_EPOCH_KEYS = ("test_confidence", *FINAL_TRAIN_KEYS)
 LABEL_KEYS = ("train_label", "test_label")
 EPOCH_CAP = 64 * MiB  # uncompressed; 2,000,000 training images need about 9 MiB
 LABELS_CAP = 64 * MiB
@@ -62,11 +65,12 @@ class TrainRecorder:
         return {"index": index.astype(np.int64), "prob": prob, "margin": margin, "correct": correct}
 
 
-def epoch_arrays(train_part: dict[str, np.ndarray], train_size: int, test_dump: dict[str, np.ndarray]
-                 ) -> dict[str, np.ndarray]:
+def epoch_arrays(train_part: dict[str, np.ndarray], train_size: int, test_dump: dict[str, np.ndarray],
+                 final_train: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """One epoch's compact arrays from the gathered training part (every process's images; an
     image drawn twice, as torchrun's padding does, keeps its last value) and the test dump.
-    A training image the epoch did not draw (--max-steps) gets NaN and counts as wrong."""
+    A training image the epoch did not draw (--max-steps) gets NaN and counts as wrong.
+    `final_train`: at the last epoch, the final model's prediction dump of the training set."""
     prob = np.full(train_size, np.nan, np.float16)
     margin = np.full(train_size, np.nan, np.float16)
     correct = np.zeros(train_size, bool)
@@ -74,12 +78,21 @@ def epoch_arrays(train_part: dict[str, np.ndarray], train_size: int, test_dump: 
     prob[index] = train_part["prob"]
     margin[index] = train_part["margin"]
     correct[index] = train_part["correct"]
-    num_classes = test_dump["probs"].shape[1]
-    rows = np.arange(len(test_dump["label"]))
-    return {"train_prob": prob, "train_margin": margin, "train_correct": np.packbits(correct),
-            "test_pred": test_dump["pred"].astype(class_dtype(num_classes)),
-            "test_prob": test_dump["probs"][rows, test_dump["label"]].astype(np.float16),
-            "test_confidence": test_dump["confidence"].astype(np.float16)}
+    arrays = {"train_prob": prob, "train_margin": margin, "train_correct": np.packbits(correct),
+              **_dump_arrays("test", test_dump, ("pred", "prob", "confidence"))}
+    if final_train is not None:
+        arrays.update(_dump_arrays("final_train", final_train, ("prob", "pred", "confidence")))
+    return arrays
+
+
+def _dump_arrays(prefix: str, dump: dict[str, np.ndarray], keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """A prediction dump's compact form: the predicted class, the given label's probability, the
+    predicted class's probability."""
+    num_classes = dump["probs"].shape[1]
+    values = {"pred": dump["pred"].astype(class_dtype(num_classes)),
+              "prob": dump["probs"][np.arange(len(dump["label"])), dump["label"]].astype(np.float16),
+              "confidence": dump["confidence"].astype(np.float16)}
+    return {f"{prefix}_{key}": values[key] for key in keys}
 
 
 def label_arrays(train_labels: np.ndarray, test_labels: np.ndarray, num_classes: int) -> dict[str, np.ndarray]:
@@ -123,6 +136,11 @@ class Dynamics:
     test_pred: np.ndarray  # uint8 (E, N_test) (wider past 256 classes): the predicted class
     test_prob: np.ndarray  # float16 (E, N_test): the true-class probability
     test_confidence: np.ndarray | None = None  # float16 (E, N_test): the predicted class's; None for older runs
+    # The final model's verdict on each unaugmented training image (the planned last epoch's file
+    # holds it); None before that epoch is recorded and for older runs.
+    final_train_prob: np.ndarray | None = None  # float16 (N_train,): its probability of the given label
+    final_train_pred: np.ndarray | None = None  # (N_train,) its predicted class
+    final_train_confidence: np.ndarray | None = None  # float16 (N_train,): its predicted class's probability
     train_label: np.ndarray | None = None  # (N_train,) the given labels; None when labels.npz is unusable
     test_label: np.ndarray | None = None
     problems: list[str] = field(default_factory=list)  # "FILE: what is wrong; ignored"
@@ -182,8 +200,10 @@ def read_dynamics(run_dir: Path) -> Dynamics | None:
 
     correct = np.unpackbits(stack("train_correct"), axis=1, count=train_size).astype(bool)
     confidence = stack("test_confidence") if all("test_confidence" in a for _, a in kept) else None
+    last = kept[-1][1]
+    final = [last[key] for key in FINAL_TRAIN_KEYS] if all(key in last for key in FINAL_TRAIN_KEYS) else [None] * 3
     return Dynamics(np.array([e for e, _ in kept], np.int64), stack("train_prob"), stack("train_margin"), correct,
-                    stack("test_pred"), stack("test_prob"), confidence,
+                    stack("test_pred"), stack("test_prob"), confidence, *final,
                     labels.get("train_label") if labels else None, labels.get("test_label") if labels else None,
                     problems)
 
@@ -214,12 +234,18 @@ def _checked_epoch(arrays: dict[str, np.ndarray], first: dict[str, np.ndarray] |
                 "test_prob": (np.float16, n_test), "test_pred": (None, n_test)}
     if "test_confidence" in arrays:
         expected["test_confidence"] = (np.float16, n_test)
+    if any(key in arrays for key in FINAL_TRAIN_KEYS):
+        if not all(key in arrays for key in FINAL_TRAIN_KEYS):
+            raise Unreadable(f"it holds some of {', '.join(FINAL_TRAIN_KEYS)} but not all")
+        expected.update(final_train_prob=(np.float16, n_train), final_train_confidence=(np.float16, n_train),
+                        final_train_pred=(None, n_train))
     for key, (dtype, shape) in expected.items():
         a = arrays[key]
         if a.ndim != 1 or (shape is not None and a.shape != shape) or (dtype is not None and a.dtype != dtype):
             raise Unreadable(f"array {key!r} is {a.dtype} {a.shape}, which does not fit the others")
-    if arrays["test_pred"].dtype.kind != "u":
-        raise Unreadable(f"array 'test_pred' is {arrays['test_pred'].dtype}, not unsigned integers")
+    for key in ("test_pred", "final_train_pred"):
+        if key in arrays and arrays[key].dtype.kind != "u":
+            raise Unreadable(f"array {key!r} is {arrays[key].dtype}, not unsigned integers")
     if first is not None and any(arrays[k].shape != first[k].shape or arrays[k].dtype != first[k].dtype
                                  for k in EPOCH_KEYS):
         raise Unreadable("its arrays' shapes differ from the first recorded epoch's")

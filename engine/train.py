@@ -385,6 +385,20 @@ def _evaluate(loop: Loop) -> dict:
     return distributed.gather_dump(loop.world, dump)
 
 
+def _final_verdict(loop: Loop) -> dict:
+    """The final model's prediction dump of the whole training set, unaugmented and as the test
+    set is evaluated (EMA weights, flip TTA), each process a shard, gathered on rank 0: its
+    probability of the given label finds wrong labels better than any score of the training pass
+    (bench/label_noise.py). One extra pass, once per run."""
+    c, batches, world = loop.config, loop.data.batches, loop.world
+    shard = -(-len(batches.labels) // world.size)
+    first = min(world.rank * shard, len(batches.labels))
+    dump = predict(loop.eval_model, batches.images[first:first + shard], batches.labels[first:first + shard],
+                   batches.mean, batches.std, c.eval_batch_size, loop.amp_dtype, c.tta_flip,
+                   progress=not loop.quiet, index_offset=first, check_stop=None if world.active else loop.stop.check)
+    return distributed.gather_dump(world, dump)
+
+
 def record_epoch(loop: Loop, row: dict, dump: dict, progress: Progress) -> None:
     """Write the epoch on rank 0: its dynamics, best and final files, then its row, then the resume state.
     A crash in between resumes from the previous epoch and replaces the row. The best epoch is
@@ -393,10 +407,15 @@ def record_epoch(loop: Loop, row: dict, dump: dict, progress: Progress) -> None:
     progress.epoch, progress.best_acc = row["epoch"], max(progress.best_acc, row["test_acc"])
     writer, epoch = loop.writer, row["epoch"]
     if loop.recorder is not None:  # every process takes part in the gather; rank 0 writes
+        final_train = None
+        if epoch == loop.config.epochs:
+            with label("final model over the training set"):
+                final_train = _final_verdict(loop)
         with label("dynamics gather and write"):
             part = distributed.gather_dump(loop.world, loop.recorder.epoch_part())
             if writer is not None:
-                writer.write_dynamics_epoch(epoch, dynamics.epoch_arrays(part, len(loop.data.batches.labels), dump))
+                writer.write_dynamics_epoch(epoch, dynamics.epoch_arrays(part, len(loop.data.batches.labels), dump,
+                                                                         final_train))
     if writer is not None:
         with label("dump and checkpoint writes"):
             metadata = {"epoch": str(epoch), "test_acc": f"{row['test_acc']:.6f}", "width": str(loop.config.width),

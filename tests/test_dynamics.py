@@ -69,6 +69,28 @@ def test_the_last_epoch_matches_the_final_dump_and_each_confusion_matrix_counts_
         assert np.trace(matrix) / matrix.sum() == pytest.approx(epoch["test_acc"])
 
 
+def test_the_last_epoch_holds_the_final_models_verdict_on_every_training_image(recorded):
+    """One extra pass at the end: the final checkpoint's probability of each given label on the
+    unaugmented training image, which the likely-mislabelled list ranks by."""
+    from engine.cam import load_model, probabilities
+    from engine.run_dataset import load_run_dataset
+
+    run, dyn = recorded
+    for _, path in dynamics.epoch_files(run.path)[:-1]:  # the last epoch's file alone holds it
+        with np.load(path) as arrays:
+            assert not set(dynamics.FINAL_TRAIN_KEYS) & set(arrays.files)
+    data = load_run_dataset(run.config, run.dataset)
+    probs = probabilities(load_model(run, "final"), data.x_train, data.mean, data.std, run.config["tta_flip"])
+    given = data.y_train
+    assert dyn.final_train_prob.dtype == np.float16 and dyn.final_train_prob.shape == given.shape
+    assert np.allclose(dyn.final_train_prob, probs[np.arange(len(given)), given], atol=1e-3)
+    assert np.array_equal(dyn.final_train_pred, probs.argmax(1))
+    assert np.allclose(dyn.final_train_confidence, probs.max(1), atol=1e-3)
+    scores = dynamics_scores.image_scores(dyn)
+    ranked = dynamics_scores.likely_mislabelled(scores)
+    assert (np.diff(scores.final_prob[ranked]) >= 0).all()
+
+
 def test_epoch_files_written_before_test_confidence_still_read(recorded, tmp_path):
     run, _ = recorded
     older = tmp_path / run.id
@@ -79,6 +101,10 @@ def test_epoch_files_written_before_test_confidence_still_read(recorded, tmp_pat
         np.savez(path, **kept)
     dyn = dynamics.read_dynamics(older)
     assert dyn.problems == [] and dyn.test_confidence is None and list(dyn.epochs) == [1, 2, 3]
+    assert dyn.final_train_prob is None  # and the likely-mislabelled list falls back to AUM
+    scores = dynamics_scores.image_scores(dyn)
+    assert scores.final_prob is None and "AUM" in dynamics_scores.ranking_score(scores)
+    assert (np.diff(scores.aum[dynamics_scores.likely_mislabelled(scores)]) >= 0).all()
 
 
 def test_the_plan_is_recorded_once_and_the_dashboard_reads_it(recorded, tmp_path):
@@ -101,8 +127,9 @@ def test_a_run_without_dynamics_reads_as_none_and_scores_say_nothing_of_it(tmp_p
     assert dynamics.read_dynamics(run_dir) is None and runs.load_run(run_dir).warnings == []
 
 
-def test_aum_puts_deliberately_flipped_labels_at_the_top(tmp_path):
-    """8 of 256 bundled digits relabelled to another class: the lowest AUM finds most of them."""
+def test_the_likely_mislabelled_list_puts_deliberately_flipped_labels_at_the_top(tmp_path):
+    """8 of 256 bundled digits relabelled to another class: the ranked list, the lowest AUM and the
+    final model's lowest probability of the given label each find most of them."""
     data = load_digits()
     rng = np.random.default_rng(0)
     flipped = rng.choice(256, 8, replace=False)
@@ -117,8 +144,9 @@ def test_aum_puts_deliberately_flipped_labels_at_the_top(tmp_path):
     rank = np.argsort(dynamics_scores.likely_mislabelled(scores))[flipped]
     assert (rank < 32).sum() >= 5, sorted(rank)  # random ranks would put 1 of 8 in the top 32
     clean = np.setdiff1d(np.arange(256), flipped)
-    auroc = (scores.aum[clean][None, :] > scores.aum[flipped][:, None]).mean()
-    assert auroc >= 0.85, auroc
+    for score in (scores.aum, scores.final_prob):  # each score on its own ranks them high
+        auroc = (score[clean][None, :] > score[flipped][:, None]).mean()
+        assert auroc >= 0.85, auroc
 
 
 def test_a_stopped_and_resumed_run_records_the_uninterrupted_dynamics(tmp_path, sample):
