@@ -15,6 +15,7 @@ import streamlit as st
 from dashboard import data, dynamics_views, metrics
 from engine import dynamics as engine_dynamics
 from engine import dynamics_scores
+from engine.run_layout import DYNAMICS_LABELS
 
 EPOCH_TAG = metrics.EPOCH_TAG
 
@@ -50,11 +51,12 @@ def dynamics(run_id: str) -> engine_dynamics.Dynamics | None:
 
 
 def recorded_epochs(run_id: str) -> list[int]:
-    """The epochs whose test predictions a page can show, with their labels known."""
-    found = dynamics(run_id)
-    if found is None or found.test_label is None:
+    """The epochs whose test predictions a page can offer, from the files' names alone (a page
+    that lists them reads no array; a damaged epoch says so when it is chosen)."""
+    path = data.run_path(run_id)
+    if path is None or not (path / DYNAMICS_LABELS).is_file():
         return []
-    return [int(e) for e in found.epochs]
+    return [epoch for epoch, _ in engine_dynamics.epoch_files(path)]
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
@@ -94,7 +96,7 @@ def _mislabelled_csv(path: str, stamp: tuple, class_names: tuple[str, ...]) -> b
     found, scores = _dynamics(path, stamp), _scores(path, stamp)
     if scores is None:
         return b""
-    table = dynamics_views.mislabelled_table(scores, found.train_label, class_names)
+    table = dynamics_views.mislabelled_table(scores, found.train_label, class_names, found.final_train_pred)
     return table.to_csv(index=False, float_format="%.4g").encode()
 
 
@@ -162,6 +164,19 @@ def final_model_beliefs(run_id: str, indices: tuple[int, ...]) -> np.ndarray | N
         return None
     return _beliefs(run_id, data._stamps(path, ("checkpoint/final", "config", "dataset")),
                     tuple(int(i) for i in indices))
+
+
+def final_verdicts(run_id: str, indices: tuple[int, ...]) -> list[tuple[int, float]] | None:
+    """(predicted class, its probability) of the final model for these training images: as the
+    run recorded them at its last epoch, else computed from its final checkpoint (runs recorded
+    before that, or a last epoch not recorded yet). None when neither is available."""
+    found = dynamics(run_id)
+    if found is not None and found.final_train_pred is not None:
+        return [(int(found.final_train_pred[i]), float(found.final_train_confidence[i])) for i in indices]
+    beliefs = final_model_beliefs(run_id, indices)
+    if beliefs is None:
+        return None
+    return [(int(np.argmax(row)), float(np.max(row))) for row in beliefs]
 
 
 def predictions_from(run_id: str, tag: str) -> tuple[dict[str, np.ndarray] | None, list[str]]:

@@ -244,11 +244,24 @@ def prediction_source(run, key: str) -> str | None:
     slider, those recorded at the end of any epoch ("epoch-7"). None when the run has none yet."""
     tags = list(run.prediction_tags())
     epochs = dynamics_data.recorded_epochs(run.id)
-    kinds = tags + (["epoch"] if epochs else [])
-    if not kinds:
+    if not tags and not epochs:
         st.warning("This run has no predictions yet (they are written after the last epoch and whenever "
                    "test accuracy improves, and per epoch while it trains).", icon=":material/warning:")
         return None
+    return _source_picker(tags, epochs, key, "The test predictions recorded at the end of that epoch, "
+                          "as the run evaluated then")
+
+
+def common_prediction_source(run_ids: Sequence[str], key: str) -> str:
+    """The source several runs are compared on: final, best, or an epoch every one of them
+    recorded (so two runs' matrices are read at the same moment of training)."""
+    common = set.intersection(*(set(dynamics_data.recorded_epochs(r)) for r in run_ids)) if run_ids else set()
+    return _source_picker(list(data.TAG_LABELS), sorted(common), key, "The test predictions each run recorded at "
+                          "the end of that epoch; only epochs that every run here recorded are offered")
+
+
+def _source_picker(tags: list[str], epochs: list[int], key: str, epoch_help: str) -> str:
+    kinds = tags + (["epoch"] if epochs else [])
     kind_key, epoch_key = f"{key}_kind", f"{key}_epoch"
     if st.session_state.get(kind_key) not in kinds:  # another run's choice, or none yet
         st.session_state.pop(kind_key, None)
@@ -260,8 +273,7 @@ def prediction_source(run, key: str) -> str | None:
     if kind != "epoch":
         return kind
     st.session_state.setdefault(epoch_key, epochs[-1])
-    epoch = cols[1].select_slider("Epoch", epochs, key=epoch_key, help="The test predictions recorded at the end of "
-                                  "that epoch, as the run evaluated then")
+    epoch = cols[1].select_slider("Epoch", epochs, key=epoch_key, help=epoch_help)
     return dynamics_data.epoch_tag(epoch)
 
 

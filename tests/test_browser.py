@@ -505,6 +505,11 @@ def test_compare_two_runs(page, app, pair):
                                                 "[data-testid=stDataFrame] td").all_text_contents()
     assert any("max LR" in cell for cell in table), table
 
+    fig = figure(page, "Reliability diagram")  # calibration: each run's line beside the diagonal
+    assert sorted(t["name"] for t in fig["data"][1:]) == sorted(pair["names"])
+    ece = page.get_by_test_id("stMain").get_by_test_id("stDataFrame").filter(has_text="ECE, final epoch")
+    expect(ece).to_be_visible()
+
     a, b = pair["dumps"]
     a_only = np.sum((a["pred"] == a["label"]) & (b["pred"] != b["label"]))
     b_only = np.sum((b["pred"] == b["label"]) & (a["pred"] != a["label"]))

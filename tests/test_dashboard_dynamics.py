@@ -73,16 +73,19 @@ def test_each_view_holds_the_engines_images(monkeypatch, runs_dir, recorded, vie
         assert (np.diff(scores.confidence[order]) >= 0).all()
 
 
-def test_the_csv_ranks_every_training_image_lowest_aum_first(recorded):
+def test_the_csv_ranks_every_training_image_most_doubtful_label_first(recorded):
     run, found, scores = recorded
-    table = dynamics_views.mislabelled_table(scores, found.train_label, run.class_names)
+    table = dynamics_views.mislabelled_table(scores, found.train_label, run.class_names, found.final_train_pred)
     back = pd.read_csv(io.StringIO(table.to_csv(index=False)))
     assert len(back) == len(scores) and back["index"].is_unique
-    assert list(back.columns[:4]) == ["rank", "index", "given_label", "aum"]
-    assert (np.diff(back["aum"]) >= 0).all()
+    assert list(back.columns[:6]) == ["rank", "index", "given_label", "final_model_prediction",
+                                      "final_model_prob_given", "aum"]
+    assert (np.diff(back["final_model_prob_given"]) >= 0).all()
     first = int(back["index"][0])
     assert back["given_label"][0] == run.class_names[found.train_label[first]]
-    assert back["aum"][0] == pytest.approx(float(scores.aum.min()), abs=1e-6)
+    assert back["final_model_prediction"][0] == run.class_names[found.final_train_pred[first]]
+    assert back["final_model_prob_given"][0] == pytest.approx(float(found.final_train_prob.min()), abs=1e-4)
+    assert back["aum"][0] == pytest.approx(float(scores.aum[first]), abs=1e-4)
 
 
 def test_a_run_whose_dataset_is_gone_shows_the_numbers_and_says_why(monkeypatch, tmp_path, runs_dir, recorded):
@@ -134,3 +137,42 @@ def test_the_confusion_matrix_shows_any_epoch_and_its_cells_open_the_gallery_the
     assert at.radio(key="mis_dump_kind").value == "epoch" and at.select_slider(key="mis_dump_epoch").value == 1
     assert metric(at, "Matching images") == str(wrong)
     assert any("predictions of the epoch 1" in c.value for c in at.caption)
+
+
+def test_compare_reads_both_runs_at_the_same_epoch_and_draws_their_difference(monkeypatch, runs_dir):
+    pair = sorted(runs.list_runs(runs_dir), key=lambda r: r.name)
+    recorded = [dynamics.read_dynamics(r.path) for r in pair]
+    common = sorted(set(recorded[0].epochs.tolist()) & set(recorded[1].epochs.tolist()))
+    assert len(common) >= 2  # the fixture runs record every epoch
+    ids = [r.id for r in pair]
+    at = go(open_app(monkeypatch, runs_dir, {"runs": ids, "run": ids[0]}), "compare")
+    at.radio(key="cmp_source_kind").set_value("epoch").run()
+    assert at.select_slider(key="cmp_source_epoch").options == [str(e) for e in common]
+    epoch = common[0]
+    at.select_slider(key="cmp_source_epoch").set_value(epoch).run()
+    assert not at.exception, [e.value for e in at.exception]
+    shown = figures(at)
+    matrices = []
+    for letter, found in zip("AB", recorded):
+        row = int(np.flatnonzero(found.epochs == epoch)[0])
+        expected = metrics.confusion_matrix(found.test_label, found.test_pred[row], pair[0].num_classes)
+        title = next(t for t in shown if t.startswith(f"Confusion matrix, {letter}, epoch {epoch}<br>"))
+        assert (cells(shown[title]) == expected.reshape(-1)).all()
+        matrices.append(expected)
+    difference = next(f for t, f in shown.items() if t.startswith(f"Confusion matrix, B − A, epoch {epoch}<br>"))
+    assert (cells(difference) == (matrices[1] - matrices[0]).reshape(-1)).all()
+    a_right, b_right = (found.test_pred[int(np.flatnonzero(found.epochs == epoch)[0])] == found.test_label
+                        for found in recorded)
+    assert metric(at, "A right, B wrong") == str(int((a_right & ~b_right).sum()))
+
+
+def test_the_run_page_shows_its_calibration(monkeypatch, runs_dir, recorded):
+    from engine import calibration
+
+    run, _, _ = recorded
+    at = go(open_app(monkeypatch, runs_dir, {"runs": run.id, "run": run.id}), "run")
+    assert "Reliability diagram" in figures(at)
+    (table,) = [t.value for t in at.dataframe if "ECE, final epoch" in t.value.columns]
+    for tag in runs.PREDICTION_TAGS:
+        ece = calibration.expected_calibration_error(run.predictions(tag))
+        assert table[f"ECE, {runs.TAG_LABELS[tag]}"].tolist() == [f"{ece * 100:.1f}%"]

@@ -1,5 +1,6 @@
 """Two or more runs side by side: curves, config differences, key figures, seed groups, calibration,
-per-class accuracy, the confusion-matrix difference, and the images one run got right and the other wrong."""
+and, from the final model, the best epoch or an epoch all of them recorded: per-class accuracy, both
+runs' confusion matrices and their difference, and the images one run got right and the other wrong."""
 
 import math
 
@@ -7,7 +8,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import calibration_view, charts, data, metrics, seed_view, widgets
+from dashboard import calibration_view, charts, data, dynamics_data, metrics, seed_view, widgets
 
 st.title("Compare runs")
 ids = widgets.selected_runs()
@@ -75,12 +76,13 @@ calibration_view.calibration_section(list(runs), key_prefix="cmp_calibration")
 
 # ---------------------------------------------------------------- predictions
 st.subheader("Predictions")
-tag = st.radio("Predictions from", ("final", "best"), horizontal=True, key="cmp_dump", format_func=data.TAG_LABELS.get)
+tag = widgets.common_prediction_source(list(runs), key="cmp_source")
+source = dynamics_data.source_label(tag)
 dumps = {}
 for run_id in runs:
-    dump, _ = data.predictions(run_id, tag)
+    dump, _ = dynamics_data.predictions_from(run_id, tag)
     if dump is None:
-        st.warning(f"{data.md(label[run_id])} has no readable {tag} prediction dump; it is left out below.")
+        st.warning(f"{data.md(label[run_id])} has no readable {source} predictions; it is left out below.")
     else:
         dumps[run_id] = dump
 if not dumps:
@@ -102,10 +104,14 @@ if run_a == run_b:
     st.stop()
 dump_a, dump_b = dumps[run_a], dumps[run_b]
 
-difference = (metrics.confusion_matrix(dump_b["label"], dump_b["pred"], len(names))
-              - metrics.confusion_matrix(dump_a["label"], dump_a["pred"], len(names)))
-title = f"Confusion matrix, B − A<br><sup>B = {label[run_b]}, A = {label[run_a]}</sup>"
-st.plotly_chart(charts.confusion_grid(difference, names, title, "images, B − A", diverging=True),
+matrix_a = metrics.confusion_matrix(dump_a["label"], dump_a["pred"], len(names))
+matrix_b = metrics.confusion_matrix(dump_b["label"], dump_b["pred"], len(names))
+for where, letter, run_id, matrix in ((pick_a, "A", run_a, matrix_a), (pick_b, "B", run_b, matrix_b)):
+    where.plotly_chart(charts.confusion_grid(matrix, names, f"Confusion matrix, {letter}, {source}<br>"
+                                             f"<sup>{label[run_id]}</sup>", "images"),
+                       config=charts.CONFIG, key=f"cmp_confusion_{letter}", width="content")
+title = f"Confusion matrix, B − A, {source}<br><sup>B = {label[run_b]}, A = {label[run_a]}</sup>"
+st.plotly_chart(charts.confusion_grid(matrix_b - matrix_a, names, title, "images, B − A", diverging=True),
                 config=charts.CONFIG, key="cmp_confusion", width="content")
 
 a_only, b_only = metrics.prediction_diff(dump_a, dump_b)

@@ -1,10 +1,10 @@
 """One run in full: curves, LR schedule and range test, key figures, config, model, samples,
-per-class accuracy and a confusion matrix whose cells open the misclassification gallery."""
+per-class accuracy, a confusion matrix whose cells open the misclassification gallery, and calibration."""
 
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, data, dynamics_data, metrics, widgets
+from dashboard import calibration_view, charts, data, dynamics_data, metrics, widgets
 
 run = widgets.shown_run()
 
@@ -95,3 +95,6 @@ if dump is not None:
         pred = cols[1].selectbox("Predicted class", range(n), index=min(1, n - 1), format_func=names.__getitem__)
         if cols[2].form_submit_button("Show these images"):
             widgets.open_gallery(true, pred, tag, names, sources)
+
+# ---------------------------------------------------------------- calibration: can the confidence be trusted
+calibration_view.calibration_section([run.id], key_prefix="run_calibration")
