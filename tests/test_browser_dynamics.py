@@ -1,6 +1,7 @@
 """Training dynamics in a real browser (Playwright + Debian's chromium) over the browser suite's
-tiny runs: the Run page's epoch slider redraws the confusion matrix of that epoch, whose cells open the gallery at that
-epoch; a box dragged on the data map shows the images inside it. Uses the harness of bench/screenshots.py and the fixtures of tests/test_browser.py."""
+tiny runs: the Run page's epoch slider redraws the confusion matrix of that epoch, whose cells open
+the gallery at that epoch; a box dragged on the data map shows the images inside it. Uses the
+harness of bench/screenshots.py and the fixtures of tests/test_browser.py."""
 # ruff: noqa: F811  (the fixtures `browser`, `app`, `pair` and `page` are imported from tests/test_browser.py)
 
 from __future__ import annotations
