@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from bench import dynamics_bench, sweep_bench, training
+from bench import dynamics_bench, label_noise, sweep_bench, training
 from engine.data import load_npz
 from engine.device import device_name, pick_device
 
@@ -32,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=2, help="seeds per preset for the accuracy comparison")
     parser.add_argument("--epochs", type=int, default=10, help="epochs for the accuracy comparison")
     parser.add_argument("--skip", nargs="*", default=[], choices=["data", "training", "eval", "accuracy",
-                                                                 "gpu", "sweep", "dashboard", "dynamics", "many_runs"])
+                                                                 "gpu", "sweep", "dashboard", "dynamics", "many_runs",
+                                                                 "label_noise"])
     args = parser.parse_args(argv)
     if args.render:
         saved = json.loads(Path(args.render).read_text())
@@ -75,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     section("sweep", sweep_bench.sweep_overhead, Path(args.sample))
     # the same run with and without recording the training dynamics, interleaved
     section("dynamics", dynamics_bench.dynamics_overhead, data)
+    # how well each per-image score finds flipped labels: 3 noisy runs of the fast preset, about 12 minutes
+    section("label_noise", label_noise.measure, Path(args.sample))
     if cuda:
         from bench import gpu_recipe  # it imports render from here: loaded once this module is
 
@@ -137,10 +141,16 @@ def render(r: dict) -> str:
             rows.append((f"{preset} test acc on the sample (width {a['width']}, {a['epochs']} epochs{batch}, "
                          f"{len(a['seeds'])} seeds)",
                          f"{p['mean']:.2%} ± {p['spread']:.2%} ({p['train_seconds']:.0f} s of training per run)"))
+            if "ece_final" in p:
+                rows.append((f"{preset} ECE (15 bins), final / best predictions",
+                             f"{statistics.mean(p['ece_final']):.1%} / {statistics.mean(p['ece_best']):.1%} "
+                             f"(seeds: {', '.join(f'{e:.1%}' for e in p['ece_final'])} final)"))
     if "sweep" in r:
         rows += sweep_bench.rows(r["sweep"])
     if "dynamics" in r:
         rows += dynamics_bench.rows(r["dynamics"])
+    if "label_noise" in r:
+        rows += label_noise.rows(r["label_noise"])
     for size in r.get("many_runs", {}).get("results", []):
         rows.append((f"{size['runs']:,} runs: index load / list --json / Runs page first, rerun, filter / "
                      "Compare of 10",

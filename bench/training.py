@@ -14,6 +14,7 @@ import time
 import torch
 
 from engine import runs
+from engine.calibration import expected_calibration_error
 from engine.config import build_config
 from engine.data import ImageDataset, TrainBatches, to_device_tensor
 from engine.device import autocast_dtype, pick_device, synchronize
@@ -132,11 +133,12 @@ def evaluation_and_range_test(data: ImageDataset, eval_width: int, finder_width:
 
 
 def accuracy_s11_vs_fast(data: ImageDataset, width: int, epochs: int, seeds: list[int]) -> dict:
-    """Test accuracy of both presets at equal epochs on the sample (train 5,085 / test 1,017)."""
+    """Test accuracy and calibration (ECE of the final and best predictions, engine/calibration.py)
+    of both presets at equal epochs on the sample (train 5,085 / test 1,017)."""
     out: dict = {"width": width, "epochs": epochs, "seeds": seeds}
     with tempfile.TemporaryDirectory() as tmp:
         for preset in ("s11", "fast"):
-            accs, seconds = [], []
+            accs, seconds, ece = [], [], {tag: [] for tag in runs.PREDICTION_TAGS}
             for seed in seeds:
                 config = build_config({"preset": preset, "dataset": "cifar10", "width": width, "epochs": epochs,
                                        "seed": seed, "runs_dir": tmp})
@@ -144,6 +146,9 @@ def accuracy_s11_vs_fast(data: ImageDataset, width: int, epochs: int, seeds: lis
                 run = runs.load_run(result.run_dir)
                 accs.append(run.epochs[-1]["test_acc"])
                 seconds.append(sum(e["train_seconds"] for e in run.epochs))
+                for tag in runs.PREDICTION_TAGS:
+                    ece[tag].append(expected_calibration_error(run.predictions(tag)))
             out[preset] = {"batch_size": run.config["batch_size"], "test_acc": accs, "mean": statistics.mean(accs),
-                           "spread": (max(accs) - min(accs)) / 2, "train_seconds": statistics.mean(seconds)}
+                           "spread": (max(accs) - min(accs)) / 2, "train_seconds": statistics.mean(seconds),
+                           **{f"ece_{tag}": values for tag, values in ece.items()}}
     return out

@@ -1,6 +1,7 @@
 """The bench's measurements run end to end on tiny sizes and report sane numbers."""
 
 import numpy as np
+import pytest
 
 from bench import training
 from bench.__main__ import render
@@ -74,3 +75,26 @@ def test_table_reports_the_runs_page_and_list_at_each_number_of_runs(tmp_path, c
     rows = [line for line in capsys.readouterr().out.splitlines() if "Runs page" in line]
     assert [row.split("|")[1].split(":")[0].strip() for row in rows] == ["20 runs", "10,000 runs"]
     assert rows[1].rstrip(" |").endswith("0.01 / 1.20 / 1.50 / 0.10 / 0.05 / 0.30 s")
+
+
+def test_the_label_noise_bench_flips_a_seeded_share_and_scores_as_mann_whitney():
+    """The flips are exactly 5% of the labels, each to another class, the same for a seed; the
+    AUROC is the probability that a flipped label outranks a kept one (ties half), as scipy's
+    Mann-Whitney U over the two groups gives it."""
+    from scipy.stats import mannwhitneyu
+
+    from bench import label_noise
+
+    labels = np.random.default_rng(1).integers(0, 10, 2000)
+    noisy, flipped = label_noise.flip_labels(labels, 0.05, 10, seed=3)
+    assert flipped.sum() == 100 and (noisy[flipped] != labels[flipped]).all()
+    assert (noisy[~flipped] == labels[~flipped]).all() and noisy.max() <= 9
+    again, same = label_noise.flip_labels(labels, 0.05, 10, seed=3)
+    assert np.array_equal(again, noisy) and np.array_equal(same, flipped)
+
+    score = np.round(np.random.default_rng(2).normal(size=2000) + 1.5 * flipped, 1)  # rounded: ties
+    expected = mannwhitneyu(score[flipped], score[~flipped]).statistic / (flipped.sum() * (~flipped).sum())
+    assert label_noise.auroc(score, flipped) == pytest.approx(expected)
+    assert label_noise.auroc(flipped.astype(float), flipped) == 1.0
+    assert label_noise.precision_at_k(flipped.astype(float), flipped) == 1.0
+    assert label_noise.precision_at_k(-flipped.astype(float), flipped) == 0.0
