@@ -287,13 +287,16 @@ def open_page(page, url: str, name: str, query: str = "") -> float:
     return time.perf_counter() - start
 
 
-def full_screenshot(page, path: Path) -> None:
-    """The whole page: the app scrolls inside its own container, so grow the window to fit it first."""
+def full_screenshot(page, path: Path, settle_ms: int = 0) -> None:
+    """The whole page: the app scrolls inside its own container, so grow the window to fit it first.
+    `settle_ms`: time for what the taller window newly shows to draw (tables draw on a canvas when
+    they come into view, which no page state reports)."""
     height = page.evaluate("() => Math.max(...[...document.querySelectorAll("
                            "\"[data-testid='stMain'], [data-testid='stSidebarContent']\")].map(e => e.scrollHeight))")
     size = page.viewport_size
     page.set_viewport_size({"width": size["width"], "height": max(size["height"], int(height) + 80)})
     try:
+        page.wait_for_timeout(settle_ms)
         page.screenshot(path=str(path), full_page=True)
     finally:
         page.set_viewport_size(size)
@@ -317,7 +320,7 @@ def take(runs_dir: Path, out_dir: Path, run_ids: list[str], pages=PAGES) -> dict
                 after_rerun(page, lambda box=field: box.press("Enter"))
                 after_rerun(page, page.get_by_role("button", name="Compute Grad-CAM").click)
             shots[name] = out_dir / f"{name}.png"
-            full_screenshot(page, shots[name])
+            full_screenshot(page, shots[name], settle_ms=2000)
         browser.close()
     return shots
 
