@@ -225,7 +225,7 @@ def test_the_run_page_shows_its_config_and_model_summary_on_demand(page, app, pa
     open_expander(main, "Model summary")
     expect(main.get_by_test_id("stText")).to_contain_text(f"Total params: {run.total_params:,}")
     open_expander(main, "Config")
-    expect(main.get_by_test_id("stDataFrame")).to_be_visible()
+    expect(main.get_by_test_id("stExpander").filter(has_text="Config").get_by_test_id("stDataFrame")).to_be_visible()
 
 
 def test_every_chart_has_the_short_toolbar(page, app, pair):
@@ -354,7 +354,7 @@ def test_confusion_matrices_are_readable_and_say_their_units(page, app, pair):
     assert contrast(page, confusion_points(page)[0]) >= 3.0
 
     screenshots.open_page(page, app, "compare", pair["query"])
-    fig = figure(page, "Confusion matrix, B")
+    fig = figure(page, "Confusion matrix, B − A")
     bar_title = fig["data"][0]["marker"]["colorbar"]["title"]["text"]
     assert "B better" in bar_title, bar_title
     a, b = pair["dumps"]
@@ -366,7 +366,7 @@ def test_confusion_matrices_are_readable_and_say_their_units(page, app, pair):
     # green (positive) = B better: more right on the diagonal, fewer mistakes off it
     assert (np.sign(colour[diagonal]) == np.sign(diff[diagonal])).all()
     assert (np.sign(colour[~diagonal]) == -np.sign(diff[~diagonal])).all()
-    assert contrast(page, page.locator(".js-plotly-plot").filter(has_text="Confusion matrix, B").first) >= 3.0
+    assert contrast(page, page.locator(".js-plotly-plot").filter(has_text="Confusion matrix, B − A").first) >= 3.0
 
 
 # ---------------------------------------------------------------- defect 7: the runs table

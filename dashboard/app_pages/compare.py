@@ -104,15 +104,18 @@ if run_a == run_b:
     st.stop()
 dump_a, dump_b = dumps[run_a], dumps[run_b]
 
+# The difference first; then each run's own matrix, one under the other: a grid keeps its cells
+# square at its own size, which half a page's width cannot hold.
 matrix_a = metrics.confusion_matrix(dump_a["label"], dump_a["pred"], len(names))
 matrix_b = metrics.confusion_matrix(dump_b["label"], dump_b["pred"], len(names))
-for where, letter, run_id, matrix in ((pick_a, "A", run_a, matrix_a), (pick_b, "B", run_b, matrix_b)):
-    where.plotly_chart(charts.confusion_grid(matrix, names, f"Confusion matrix, {letter}, {source}<br>"
-                                             f"<sup>{label[run_id]}</sup>", "images"),
-                       config=charts.CONFIG, key=f"cmp_confusion_{letter}", width="content")
 title = f"Confusion matrix, B − A, {source}<br><sup>B = {label[run_b]}, A = {label[run_a]}</sup>"
 st.plotly_chart(charts.confusion_grid(matrix_b - matrix_a, names, title, "images, B − A", diverging=True),
                 config=charts.CONFIG, key="cmp_confusion", width="content")
+with st.expander("Run A's and run B's own confusion matrices", expanded=True):
+    for letter, run_id, matrix in (("A", run_a, matrix_a), ("B", run_b, matrix_b)):
+        st.plotly_chart(charts.confusion_grid(matrix, names, f"Confusion matrix, {letter}, {source}<br>"
+                                              f"<sup>{label[run_id]}</sup>", "images"),
+                        config=charts.CONFIG, key=f"cmp_confusion_{letter}", width="content")
 
 a_only, b_only = metrics.prediction_diff(dump_a, dump_b)
 counts = st.columns(2)
