@@ -17,7 +17,7 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard import dynamics_views, metrics
 from engine import dynamics, dynamics_scores, runs
-from engine.run_layout import DYNAMICS_DIR
+from engine.run_layout import DYNAMICS_DIR, DYNAMICS_LABELS
 from tests.test_dashboard_issue18 import APP, figures, go, metric, open_app
 
 CAPTION = re.compile(r"#(\d+) given \*\*(.+?)\*\*")
@@ -110,6 +110,17 @@ def test_a_run_without_dynamics_says_so(monkeypatch, tmp_path, recorded):
     assert any("recorded no training dynamics" in i.value for i in at.info)
     go(at, "run")  # and the Run page offers the dumps only
     assert at.radio(key="run_dump_kind").options == [runs.TAG_LABELS["final"], runs.TAG_LABELS["best"]]
+
+
+def test_a_run_whose_labels_file_is_gone_still_shows_its_images_and_scores(monkeypatch, tmp_path, recorded):
+    run, found, scores = recorded
+    moved = tmp_path / "runs" / run.id
+    shutil.copytree(run.path, moved)
+    (moved / DYNAMICS_LABELS).unlink()
+    at = go(open_app(monkeypatch, tmp_path / "runs", {"runs": run.id, "run": run.id}), "dynamics")
+    assert any("labels.npz: missing" in w.value for w in at.warning)
+    assert metric(at, "Final model disagrees") == "—"
+    assert [i for i, _, _ in shown_images(at)] == list(dynamics_scores.likely_mislabelled(scores)[:24])
 
 
 def cells(figure: dict) -> np.ndarray:

@@ -102,7 +102,7 @@ for start in range(0, len(shown), COLUMNS):
         if verdicts is not None:
             guess, sure = verdicts[start + offset]
             believed = f"  \nfinal model: **{class_name(guess)}** {metrics.percent(sure)}"
-            if scores.final_prob is not None and guess != labels[index]:
+            if scores.final_prob is not None and labels is not None and guess != labels[index]:
                 believed += f", given label {metrics.percent(scores.final_prob[index])}"
         forgotten = f" · forgotten {scores.forgetting[index]}×" if scores.forgetting[index] else ""
         cell.caption(f"#{index} given **{given[index]}**{believed}  \n"
