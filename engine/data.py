@@ -326,15 +326,21 @@ class PlacedData:
     test_first: int
 
 
+def shard_bounds(images: int, rank: int, world_size: int) -> tuple[int, int]:
+    """[first, end) of the contiguous share of `images` one process evaluates (the last may be short)."""
+    shard = -(-images // world_size)
+    first = min(rank * shard, images)
+    return first, min(first + shard, images)
+
+
 def place_on_device(data: ImageDataset, config: TrainConfig, device: torch.device, rank: int = 0,
                     world_size: int = 1) -> PlacedData:
     """Move a dataset to the device once, as uint8: augmentation then runs there per batch."""
     mean, std = torch.tensor(data.mean, device=device), torch.tensor(data.std, device=device)
     train_x, train_y = to_device_tensor(data.x_train, device), torch.from_numpy(data.y_train).to(device)
-    shard = -(-len(data.y_test) // world_size)
-    first = min(rank * shard, len(data.y_test))
-    test_x = to_device_tensor(data.x_test[first:first + shard], device)
-    test_y = torch.from_numpy(data.y_test[first:first + shard]).to(device)
+    first, end = shard_bounds(len(data.y_test), rank, world_size)
+    test_x = to_device_tensor(data.x_test[first:end], device)
+    test_y = torch.from_numpy(data.y_test[first:end]).to(device)
     return PlacedData(TrainBatches(train_x, train_y, config, mean, std, rank, world_size), test_x, test_y, first)
 
 

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from engine import checkpoint, commands, distributed, dynamics, runs
 from engine.config import TrainConfig, config_from_dict
-from engine.data import ImageDataset, PlacedData, TrainBatches, place_on_device, train_samples
+from engine.data import ImageDataset, PlacedData, TrainBatches, place_on_device, shard_bounds, train_samples
 from engine.device import Stopped, StopRequest, autocast_dtype, environment, prepare_run, synchronize
 from engine.distributed import World
 from engine.ema import WeightEMA
@@ -391,9 +391,8 @@ def _final_verdict(loop: Loop) -> dict:
     probability of the given label finds wrong labels better than any score of the training pass
     (bench/label_noise.py). One extra pass, once per run."""
     c, batches, world = loop.config, loop.data.batches, loop.world
-    shard = -(-len(batches.labels) // world.size)
-    first = min(world.rank * shard, len(batches.labels))
-    dump = predict(loop.eval_model, batches.images[first:first + shard], batches.labels[first:first + shard],
+    first, end = shard_bounds(len(batches.labels), world.rank, world.size)
+    dump = predict(loop.eval_model, batches.images[first:end], batches.labels[first:end],
                    batches.mean, batches.std, c.eval_batch_size, loop.amp_dtype, c.tta_flip,
                    progress=not loop.quiet, index_offset=first, check_stop=None if world.active else loop.stop.check)
     return distributed.gather_dump(world, dump)
