@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from scipy import stats
+from scipy import special  # the t distribution's functions; scipy.stats would add 1 s to a dashboard page's first visit
 
 from engine.run_layout import Status
 
@@ -74,6 +74,11 @@ class Verdict:
     confidence: float = CONFIDENCE
 
 
+def t_quantile(probability: float, df: float) -> float:
+    """Student's t quantile (scipy.stats.t.ppf, computed by the same special function)."""
+    return float(special.stdtrit(df, probability))
+
+
 def describe(values: Sequence[float], confidence: float = CONFIDENCE) -> GroupStats:
     """n, mean, standard deviation (n - 1) and the two-sided t-interval of the mean."""
     n = len(values)
@@ -83,7 +88,7 @@ def describe(values: Sequence[float], confidence: float = CONFIDENCE) -> GroupSt
     if n == 1:
         return GroupStats(1, mean, None, None, None, confidence)
     std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
-    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * std / math.sqrt(n)
+    half = t_quantile(0.5 + confidence / 2, n - 1) * std / math.sqrt(n)
     return GroupStats(n, mean, std, mean - half, mean + half, confidence)
 
 
@@ -137,8 +142,8 @@ def compare(a: Sequence[float], b: Sequence[float], confidence: float = CONFIDEN
                       "was measured, so the test does not apply.", difference)
     t = difference / se
     df = (va + vb) ** 2 / (va**2 / (sa.n - 1) + vb**2 / (sb.n - 1))
-    p = float(2 * stats.t.sf(abs(t), df))
-    half = float(stats.t.ppf(0.5 + confidence / 2, df)) * se
+    p = 2 * float(special.stdtr(df, -abs(t)))  # both tails of Student's t
+    half = t_quantile(0.5 + confidence / 2, df) * se
     low, high = difference - half, difference + half
     larger = p < 1 - confidence
     level = f"{confidence:.0%}"
