@@ -1,14 +1,11 @@
-"""The Sweep page's pure parts: its axes, the brush (a range on each axis), the trials it keeps, and
-the parallel-coordinates figure. Table in, figure or table out; no Streamlit, no files.
+"""The Sweep page's pure parts: its axes, the brush (ranges drawn on the axes), the trials it keeps,
+and the parallel-coordinates figure. Table in, figure or table out; no Streamlit, no files.
 
-Why the brush is a range slider per axis and not a drag on the chart: Streamlit reports no
-selection from a `go.Parcoords` (its `on_select` covers points, boxes and lassos only), so a
-brush drawn on the chart would highlight lines while the table below ignored it. A small custom
-component could listen to plotly's `plotly_restyle` events, but it would need its own copy of
-plotly.js (4 MB, no CDN offline) and a second drawing of the chart. So each axis gets a range
-slider: the slider filters the table, and the chart draws the same range as that axis's
-`constraintrange` (the highlighted lines are the table's rows). The chart is drawn static, so it
-never shows a brush of its own that the table would not follow.
+A brush is what plotly's parcoords calls an axis's `constraintrange`: one or more [low, high]
+intervals in the axis's own coordinates (the value itself on a number axis, the category's index
+on the others). The chart is drawn by dashboard/parcoords_brush.py, which sends the brushes drawn
+on it back; the table keeps the trials whose value lies in every brushed axis's intervals, by
+the same inclusive test plotly uses to highlight lines, so the lines and the rows are the same trials.
 """
 
 from __future__ import annotations
@@ -44,10 +41,6 @@ class Axis:
             return f"{value:.2f}" if self.column in RESULT_LABELS else f"{value:.4g}"
         return str(value)
 
-    @property
-    def full(self) -> tuple[Any, Any]:
-        return self.options[0], self.options[-1]
-
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
@@ -76,51 +69,60 @@ def _position(axis: Axis, value: Any) -> float:
     return float(value) if axis.numeric else float(axis.options.index(value))
 
 
-def constraint(axis: Axis, low: Any, high: Any) -> list[float] | None:
-    """The axis's `constraintrange` for the brush [low, high], or None when the brush is the whole
-    axis. It reaches halfway to the neighbouring values, so the lines plotly highlights are exactly
-    the trials the table keeps (a range ending on a value, to the float, could drop it)."""
-    if (low, high) == axis.full:
-        return None
-    positions = [_position(axis, v) for v in axis.options]
-    i, j = axis.options.index(low), axis.options.index(high)
-    span = (positions[-1] - positions[0]) or 1.0
-    below = (positions[i] - positions[i - 1]) / 2 if i > 0 else span * 0.02
-    above = (positions[j + 1] - positions[j]) / 2 if j + 1 < len(positions) else span * 0.02
-    return [positions[i] - below, positions[j] + above]
+Brushes = Mapping[str, Sequence[Sequence[float]]]  # column -> [[low, high], ...] on its axis
 
 
-def brushed(table: pd.DataFrame, found: Sequence[Axis], ranges: Mapping[str, tuple[Any, Any]]) -> pd.DataFrame:
-    """The rows inside every brushed axis's range. An axis brushed to its whole range filters
-    nothing (a trial with no result yet stays); a narrowed one keeps only rows with a value in it."""
+def brushes_from(value: Any, found: Sequence[Axis]) -> dict[str, list[list[float]]]:
+    """The brushes a chart sent back, kept only where they name one of `found`'s axes and are
+    intervals of two finite numbers (the page never trusts what a browser sends)."""
+    columns = {axis.column for axis in found}
+    kept: dict[str, list[list[float]]] = {}
+    if not isinstance(value, Mapping):
+        return kept
+    for column, intervals in value.items():
+        if column not in columns or not isinstance(intervals, (list, tuple)):
+            continue
+        good = [sorted(map(float, pair)) for pair in intervals
+                if isinstance(pair, (list, tuple)) and len(pair) == 2 and all(_is_number(v) for v in pair)]
+        if good:
+            kept[column] = good
+    return kept
+
+
+def inside(axis: Axis, intervals: Sequence[Sequence[float]]) -> tuple[Any, ...]:
+    """The axis's values that lie in any of the intervals (ends included, as plotly highlights)."""
+    return tuple(v for v in axis.options if any(low <= _position(axis, v) <= high for low, high in intervals))
+
+
+def brushed(table: pd.DataFrame, found: Sequence[Axis], brushes: Brushes) -> pd.DataFrame:
+    """The rows inside every brushed axis's intervals. An axis without a brush filters nothing (a
+    trial with no result yet stays); a brushed one keeps only rows with a value in it."""
     keep = np.ones(len(table), dtype=bool)
     for axis in found:
-        low, high = ranges.get(axis.column, axis.full)
-        if (low, high) == axis.full:
+        if axis.column not in brushes:
             continue
-        i, j = axis.options.index(low), axis.options.index(high)
-        inside = {repr(v) for v in axis.options[i:j + 1]}
-        keep &= np.array([repr(v) in inside for v in table[axis.column].tolist()], dtype=bool)
+        kept = {repr(v) for v in inside(axis, brushes[axis.column])}
+        keep &= np.array([repr(v) in kept for v in table[axis.column].tolist()], dtype=bool)
     return table[keep]
 
 
-def parallel_coordinates(table: pd.DataFrame, found: Sequence[Axis],
-                         ranges: Mapping[str, tuple[Any, Any]]) -> go.Figure:
+def parallel_coordinates(table: pd.DataFrame, found: Sequence[Axis], brushes: Brushes) -> go.Figure:
     """One line per trial with a result, coloured by best test accuracy; each brushed axis shows
-    its range as plotly's constraintrange."""
+    its brushes as plotly's constraintrange. Each dimension is named after its column, which is
+    how the chart names the brushes it sends back (a user may drag the axes into another order)."""
     drawn = table[table[BEST].notna()] if BEST in table else table
     dimensions = []
     for axis in found:
         values = [_position(axis, v) if v in axis.options else np.nan for v in drawn[axis.column].tolist()]
-        dimension: dict[str, Any] = dict(label=axis.label, values=values)
+        dimension: dict[str, Any] = dict(label=axis.label, name=axis.column, values=values)
         if not axis.numeric:
             dimension.update(tickvals=list(range(len(axis.options))), ticktext=[axis.text(v) for v in axis.options],
                              range=[-0.25, len(axis.options) - 0.75])
         else:
             dimension.update(range=[_position(axis, axis.options[0]), _position(axis, axis.options[-1])])
-        limits = constraint(axis, *ranges.get(axis.column, axis.full))
-        if limits is not None:
-            dimension["constraintrange"] = limits
+        intervals = [list(pair) for pair in brushes.get(axis.column, ())]
+        if intervals:
+            dimension["constraintrange"] = intervals[0] if len(intervals) == 1 else intervals
         dimensions.append(dimension)
     colour = drawn[BEST].tolist() if BEST in drawn else None
     figure = go.Figure(go.Parcoords(

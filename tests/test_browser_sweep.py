@@ -1,8 +1,9 @@
 """The Sweep page in a real browser (Playwright + Debian's chromium) over real tiny sweeps
-(tests/test_dashboard_sweep.py's `make_sweeps`): narrowing an axis (the brush) filters the trials
-table and draws its range on the parallel-coordinates chart, a clicked trial opens on the Run page,
-and ticked trials of two seed groups go to Compare, where the verdict shows. Uses the harness of
-bench/screenshots.py and the fixtures of tests/test_browser.py. Skips without chromium or the sample."""
+(tests/test_dashboard_sweep.py's `make_sweeps`): a brush dragged on an axis of the
+parallel-coordinates chart filters the trials table and a click beside it clears it, a clicked
+trial opens on the Run page, and ticked trials of two seed groups go to Compare, where the verdict
+shows. Uses the harness of bench/screenshots.py and the fixtures of tests/test_browser.py. Skips
+without chromium or the sample."""
 # ruff: noqa: F811  (the fixtures `browser` and `page` are imported from tests/test_browser.py)
 
 from __future__ import annotations
@@ -10,10 +11,9 @@ from __future__ import annotations
 import pytest
 
 from bench import screenshots
-from dashboard import sweep_chart
 from engine import seed_stats
 from engine.sweep import trial_states
-from tests.test_browser import browser, metric, page, widget  # noqa: F401
+from tests.test_browser import browser, metric, page  # noqa: F401
 from tests.test_dashboard_sweep import make_sweeps
 
 pytest.importorskip("playwright.sync_api")
@@ -22,14 +22,8 @@ from playwright.sync_api import expect  # noqa: E402
 pytestmark = pytest.mark.skipif(not screenshots.CHROMIUM.exists(), reason="/usr/bin/chromium is not installed "
                                 "(apt-get install chromium)")
 ROW_PX = 35  # st.dataframe's row and header height
-DIMENSIONS = """title => {
-  for (const el of document.querySelectorAll('.js-plotly-plot')) {
-    const shown = (((el._fullLayout || {}).title || {}).text || '').replace(/<[^>]+>/g, '');
-    if (shown.startsWith(title) && el._fullData && el._fullData.length)
-      return el._fullData[0].dimensions.map(d => ({label: d.label, constraintrange: d.constraintrange || null}));
-  }
-  return false;
-}"""
+CHART = "iframe[title='dashboard.parcoords_brush.parcoords_brush']"  # the component's frame (its module.name)
+DIMENSIONS = "el => el.data[0].dimensions.map(d => ({name: d.name, constraintrange: d.constraintrange || null}))"
 
 
 @pytest.fixture(scope="module")
@@ -60,26 +54,47 @@ def table_trials(page) -> list[int]:
     return [int(rows.nth(i).locator("td").nth(0).inner_text()) for i in range(rows.count())]
 
 
+def chart(page):
+    plot = page.frame_locator(CHART).locator(".js-plotly-plot")
+    expect(plot.locator(".axis-brush").first).to_be_attached()
+    return plot
+
+
 def dimensions(page) -> dict[str, list[float] | None]:
-    found = page.wait_for_function(DIMENSIONS, arg=sweep_chart.TITLE, timeout=60_000).json_value()
-    return {d["label"]: d["constraintrange"] for d in found}
+    return {d["name"]: d["constraintrange"] for d in chart(page).evaluate(DIMENSIONS)}
 
 
-def test_narrowing_an_axis_filters_the_table_and_the_chart_shows_the_range(page, app, sweeps):
+def axis_box(page, n: int) -> dict:
+    """The n-th axis's brush area, in the page's coordinates (the mouse's)."""
+    return chart(page).locator(".axis-brush").nth(n).bounding_box()
+
+
+def test_a_brush_dragged_on_an_axis_filters_the_table_and_a_click_beside_it_clears_it(page, app, sweeps):
     plan = sweeps["seeds"]
     open_sweep(page, app, sweeps)
     by_best = [s.trial.number for s in sorted(trial_states(plan, sweeps["root"]),
                                               key=lambda s: (-s.value("best_test_acc"), s.trial.number))]
     assert table_trials(page) == by_best
     assert dimensions(page)["lr"] is None
-    low_thumb = widget(page, "stSlider", "lr").locator("input[type=range]").first
-    low_thumb.focus()
-    screenshots.after_rerun(page, lambda: low_thumb.press("ArrowRight"), what="narrow lr to 0.08")
+    lr = axis_box(page, 0)  # lr 0.02 at the bottom, 0.08 at the top
+    x = lr["x"] + lr["width"] / 2
+
+    def drag_over_the_top_third():
+        page.mouse.move(x, lr["y"] + lr["height"] * 0.3)
+        page.mouse.down()
+        page.mouse.move(x, lr["y"] - 20, steps=8)  # past the axis's end: the brush stops there
+        page.mouse.up()
+
+    screenshots.after_rerun(page, drag_over_the_top_third, what="brush lr's top third")
     high_lr = [n for n in by_best if plan.trials[n - 1].params["lr"] == 0.08]
     expect(page.get_by_role("heading", name="Trials (2 of 4)")).to_be_visible()
     assert table_trials(page) == high_lr
-    low, high = dimensions(page)["lr"]
-    assert 0.02 < low < 0.08 < high
+    low, high = dimensions(page)["lr"]  # the chart, redrawn by the page's run, keeps the brush
+    assert 0.02 < low < 0.08 <= high
+    screenshots.after_rerun(page, lambda: page.mouse.click(x, lr["y"] + lr["height"] * 0.9),
+                            what="click lr outside its brush")
+    expect(page.get_by_role("heading", name="Trials (4 of 4)")).to_be_visible()
+    assert dimensions(page)["lr"] is None
 
 
 def test_a_clicked_trial_opens_on_the_run_page(page, app, sweeps):

@@ -1,13 +1,14 @@
 """The Sweep page and the seed groups on Compare, driven with Streamlit's AppTest over real tiny
 sweeps made by `resnet-runs sweep` (the flags of tests/test_sweep.py): the page lists the sweeps
-and keeps the one shown in the URL, the trials are sorted by result, narrowing an axis filters the
-table and sets the chart's range, a clicked trial opens on the Run page, and the seed groups and
+and keeps the one shown in the URL, the trials are sorted by result, a brush on an axis filters the
+table and stays drawn on the chart, a clicked trial opens on the Run page, and the seed groups and
 the verdict show the numbers engine/seed_stats.py gives. Plus the brush's pure parts."""
 
 from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 
@@ -102,7 +103,9 @@ def test_the_page_lists_the_sweeps_and_shows_the_trials_best_first(monkeypatch, 
         assert (row.lr, row.seed) == (trial.params["lr"], trial.seed)
         assert row.best_test_acc == pytest.approx(best(sweeps, row.run_id) * 100)
         assert row.final_test_acc == pytest.approx(sweeps["summaries"][row.run_id]["final_test_acc"] * 100)
-    assert [s.label for s in at.select_slider] == ["lr", "seed", "best test acc (%)", "final test acc (%)"]
+    assert [(d["name"], d["label"]) for d in chart_dimensions(at)] == [
+        ("lr", "lr"), ("seed", "seed"), ("best_test_acc", "best test acc (%)"),
+        ("final_test_acc", "final test acc (%)")]
 
 
 def test_a_link_opens_its_sweep_and_an_unknown_one_is_named(monkeypatch, sweeps):
@@ -114,27 +117,47 @@ def test_a_link_opens_its_sweep_and_an_unknown_one_is_named(monkeypatch, sweeps)
     assert at.selectbox(key="sweep_picker").value == sweeps["cutout"].id
 
 
+def chart(at: AppTest):
+    """The parallel-coordinates chart: dashboard/parcoords_brush.py's component, which AppTest
+    holds as an element it does not know (its figure is in its arguments)."""
+    (found,) = [e for e in at.get("component_instance") if e.proto.component_name.endswith("parcoords_brush")]
+    return found
+
+
 def chart_dimensions(at: AppTest) -> list[dict]:
-    (chart,) = at.get("plotly_chart")
-    return json.loads(chart.proto.spec)["data"][0]["dimensions"]
+    return json.loads(chart(at).proto.json_args)["figure"]["data"][0]["dimensions"]
 
 
-def test_narrowing_an_axis_filters_the_table_and_draws_the_range_on_the_chart(monkeypatch, sweeps):
+def brush(at: AppTest, brushes) -> None:
+    """Brush the chart as the browser does: the component's value, under its key (an element id
+    ends with its key), then the run that value starts."""
+    key = re.search(r"(sweep_brush_\S+)$", chart(at).proto.id).group(1)
+    at.session_state[key] = brushes
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def test_a_brush_on_an_axis_filters_the_table_and_stays_drawn_on_the_chart(monkeypatch, sweeps):
     at = open_sweep_page(monkeypatch, sweeps["root"], {"sweep": sweeps["seeds"].id})
-    dims = {d["label"]: d for d in chart_dimensions(at)}
-    assert not any("constraintrange" in d for d in dims.values())
-    lr = next(s for s in at.select_slider if s.label == "lr")
-    lr.set_value((0.08, 0.08)).run()
+    assert not any("constraintrange" in d for d in chart_dimensions(at))
+    brush(at, {"lr": [[0.06, 0.09]]})
     table = trials_table(at)
     assert list(table["lr"]) == [0.08, 0.08]
     assert list(table["best_test_acc"]) == sorted(table["best_test_acc"], reverse=True)
-    low, high = {d["label"]: d for d in chart_dimensions(at)}["lr"]["constraintrange"]
-    assert 0.02 < low < 0.08 < high  # the highlighted lines are the table's rows
-    accuracy = next(s for s in at.select_slider if s.label == "best test acc (%)")
+    assert {d["name"]: d.get("constraintrange") for d in chart_dimensions(at)}["lr"] == [0.06, 0.09]
     top = max(table["best_test_acc"])
-    accuracy.set_value((top, top)).run()
+    brush(at, {"lr": [[0.06, 0.09]], "best_test_acc": [[top - 1e-6, top + 1]]})
     assert list(trials_table(at)["best_test_acc"]) == [top]
     assert at.subheader[0].value == "Trials (1 of 4)"
+    brush(at, {"lr": [[0.0, 0.03], [0.07, 0.09]]})  # two ranges on one axis: either
+    assert len(trials_table(at)) == 4
+
+
+def test_what_a_browser_sends_that_is_no_brush_is_ignored(monkeypatch, sweeps):
+    at = open_sweep_page(monkeypatch, sweeps["root"], {"sweep": sweeps["seeds"].id})
+    brush(at, {"lr": "0.08", "no_such_axis": [[0, 1]], "seed": [[1, "x"]], "best_test_acc": [[None, 5]]})
+    assert at.subheader[0].value == "Trials (4 of 4)"
+    assert not any("constraintrange" in d for d in chart_dimensions(at))
 
 
 def test_the_sweep_page_shows_each_seed_group(monkeypatch, sweeps):
@@ -220,16 +243,26 @@ def test_the_verdict_shows_when_the_runs_have_no_readable_predictions(monkeypatc
 # ---------------------------------------------------------------- the brush's pure parts
 
 
-def test_a_narrowed_range_reaches_halfway_to_the_next_values_and_a_whole_one_is_none():
+def test_a_brush_keeps_the_values_inside_any_of_its_intervals_ends_included():
     table = pd.DataFrame({"lr": [0.02, 0.05, 0.08, 0.02], "best_test_acc": [10.0, 12.0, math.nan, 11.0]})
     (lr, accuracy) = sweep_chart.axes(table, ["lr"])
     assert lr.options == (0.02, 0.05, 0.08) and accuracy.options == (10.0, 11.0, 12.0)
-    assert sweep_chart.constraint(lr, 0.02, 0.08) is None
-    assert sweep_chart.constraint(lr, 0.05, 0.05) == pytest.approx([0.035, 0.065])
-    kept = sweep_chart.brushed(table, [lr, accuracy], {"lr": (0.05, 0.08)})
-    assert list(kept["lr"]) == [0.05, 0.08]  # the trial without a result stays while its axis is whole
-    kept = sweep_chart.brushed(table, [lr, accuracy], {"lr": (0.05, 0.08), "best_test_acc": (11.0, 12.0)})
+    assert sweep_chart.inside(lr, [[0.05, 0.08]]) == (0.05, 0.08)
+    assert sweep_chart.inside(lr, [[0.0, 0.03], [0.07, 0.1]]) == (0.02, 0.08)
+    kept = sweep_chart.brushed(table, [lr, accuracy], {"lr": [[0.04, 0.1]]})
+    assert list(kept["lr"]) == [0.05, 0.08]  # the trial without a result stays while its axis is not brushed
+    kept = sweep_chart.brushed(table, [lr, accuracy], {"lr": [[0.04, 0.1]], "best_test_acc": [[11.0, 12.0]]})
     assert list(kept["lr"]) == [0.05]
+    figure = sweep_chart.parallel_coordinates(table, [lr, accuracy], {"lr": [[0.0, 0.03], [0.07, 0.1]]})
+    assert [list(r) for r in figure.data[0].dimensions[0].constraintrange] == [[0.0, 0.03], [0.07, 0.1]]
+
+
+def test_only_intervals_of_two_numbers_on_a_known_axis_are_taken_from_the_browser():
+    table = pd.DataFrame({"lr": [0.02, 0.05], "best_test_acc": [10.0, 12.0]})
+    found = sweep_chart.axes(table, ["lr"])
+    sent = {"lr": [[0.06, 0.01], [1, 2, 3], ["a", 1], [math.inf, 1]], "best_test_acc": "all", "nope": [[0, 1]]}
+    assert sweep_chart.brushes_from(sent, found) == {"lr": [[0.01, 0.06]]}
+    assert sweep_chart.brushes_from(None, found) == {} == sweep_chart.brushes_from([[0, 1]], found)
 
 
 def test_values_that_are_not_numbers_get_a_category_axis_in_the_sweeps_order():
@@ -238,9 +271,8 @@ def test_values_that_are_not_numbers_get_a_category_axis_in_the_sweeps_order():
     found = {a.column: a for a in sweep_chart.axes(table, ["dataset", "hflip"])}
     assert found["dataset"].options == ("digits", "cifar10") and not found["dataset"].numeric
     assert not found["hflip"].numeric
-    figure = sweep_chart.parallel_coordinates(table, list(found.values()), {"dataset": ("cifar10", "cifar10")})
+    figure = sweep_chart.parallel_coordinates(table, list(found.values()), {"dataset": [[0.6, 1.2]]})
     dataset = figure.data[0].dimensions[0]
     assert list(dataset.values) == [0, 1, 0] and list(dataset.ticktext) == ["digits", "cifar10"]
-    assert dataset.constraintrange == pytest.approx((0.5, 1.02))
-    assert list(sweep_chart.brushed(table, list(found.values()), {"dataset": ("cifar10", "cifar10")})["hflip"]) == [
-        False]
+    assert dataset.name == "dataset" and list(dataset.constraintrange) == [0.6, 1.2]
+    assert list(sweep_chart.brushed(table, list(found.values()), {"dataset": [[0.6, 1.2]]})["hflip"]) == [False]

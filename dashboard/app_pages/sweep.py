@@ -1,13 +1,13 @@
 """One sweep (`resnet-runs sweep`): its swept settings against test accuracy in parallel
-coordinates, a range per axis that narrows the chart and the trials table alike (why sliders:
-dashboard/sweep_chart.py), the trials best first (a click opens one on the Run page, ticked rows go
+coordinates, where a range dragged on an axis narrows the trials table too (dashboard/parcoords_brush.py),
+the trials best first (a click opens one on the Run page, ticked rows go
 to Compare), and its seed groups. The sweep shown is kept in the URL (`sweep=`)."""
 
 import zlib
 
 import streamlit as st
 
-from dashboard import charts, data, seed_view, sweep_chart, sweep_data, widgets
+from dashboard import data, parcoords_brush, seed_view, sweep_chart, sweep_data, widgets
 from engine import commands
 
 SWEEP_PARAM = "sweep"
@@ -52,24 +52,18 @@ st.caption(f"`{plan.id}` · {len(plan.trials)} trials: " + ", ".join(f"{n} {s}" 
 
 # ---------------------------------------------------------------- parallel coordinates and the brush
 axes = sweep_chart.axes(table, plan.swept)
-chart = st.container()
-ranges = {}
-if axes:
-    st.caption("Narrow an axis to filter the chart and the trials below it.")
-    cells = st.columns(min(len(axes), 4))
-    for n, axis in enumerate(axes):
-        signature = zlib.crc32(repr(axis.options).encode())  # new values (a trial finished): a fresh brush
-        ranges[axis.column] = cells[n % len(cells)].select_slider(
-            axis.label, options=list(axis.options), value=axis.full, format_func=axis.text,
-            key=f"brush_{plan.id}_{axis.column}_{signature}")
+signature = zlib.crc32(repr([a.options for a in axes]).encode())  # new values (a trial finished): a fresh brush
+brush_key = f"sweep_brush_{plan.id}_{signature}"
+brushes = sweep_chart.brushes_from(st.session_state.get(brush_key), axes)  # as the chart sent them, last run
 if table[sweep_chart.BEST].notna().any() and axes:
-    chart.plotly_chart(sweep_chart.parallel_coordinates(table, axes, ranges), key="sweep_parcoords",
-                       config={**charts.CONFIG, "staticPlot": True})
+    parcoords_brush.parcoords_brush(sweep_chart.parallel_coordinates(table, axes, brushes), key=brush_key)
+    st.caption("Drag along an axis to keep the trials in that range, in the chart and the table below; drag "
+               "again on the same axis to add a range, click the axis outside its ranges to clear them.")
 else:
-    chart.info("No trial has a test accuracy yet: the chart appears once the first epoch ends.")
+    st.info("No trial has a test accuracy yet: the chart appears once the first epoch ends.")
 
 # ---------------------------------------------------------------- the trials, best first
-shown = sweep_chart.brushed(table, axes, ranges).reset_index(drop=True)
+shown = sweep_chart.brushed(table, axes, brushes).reset_index(drop=True)
 st.subheader(f"Trials ({len(shown)} of {len(table)})")
 picked = st.session_state.setdefault(PICKED, {}).setdefault(plan.id, [])
 # A table of other rows is another widget: a selection kept by row position must not land on other trials.
