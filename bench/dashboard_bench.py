@@ -175,7 +175,7 @@ def browser_timings(root: Path, focus: list[str], repeats: int = 3) -> dict:
             changes.append(screenshots.after_rerun(page, page.get_by_role("option", name=name, exact=True).click))
             page.keyboard.press("Escape")
         screenshots.open_page(page, url, "grad_cam", query)
-        field = page.get_by_test_id("stTextInput").locator("input")
+        field = page.get_by_test_id("stMain").get_by_test_id("stTextInput").locator("input")
         field.fill(", ".join(str(i) for i in range(16)))
         screenshots.after_rerun(page, lambda: field.press("Enter"))
         button = page.get_by_role("button", name="Compute Grad-CAM")

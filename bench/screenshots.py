@@ -315,7 +315,7 @@ def take(runs_dir: Path, out_dir: Path, run_ids: list[str], pages=PAGES) -> dict
         for name in pages:
             open_page(page, url, name, query)
             if name == "grad_cam":
-                field = page.get_by_test_id("stTextInput").locator("input")
+                field = page.get_by_test_id("stMain").get_by_test_id("stTextInput").locator("input")
                 field.fill("0, 1, 2, 3, 4, 5")
                 after_rerun(page, lambda box=field: box.press("Enter"))
                 after_rerun(page, page.get_by_role("button", name="Compute Grad-CAM").click)

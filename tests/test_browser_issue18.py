@@ -95,6 +95,8 @@ def test_confusion_matrices_are_grids_of_touching_squares_labelled_beside(page, 
     screenshots.after_rerun(page, page.get_by_text("Row-normalised").click)
     assert_touching_squares_with_labels_beside(page, "Confusion matrix", n)
     screenshots.open_page(page, app, "compare", query)
+    own = page.get_by_test_id("stExpander").filter(has_text="own confusion matrices").locator("summary")
+    screenshots.after_rerun(page, own.click, what="open the runs' own matrices")  # drawn once opened
     for title in ("Confusion matrix, A,", "Confusion matrix, B,", "Confusion matrix, B − A"):
         assert_touching_squares_with_labels_beside(page, title, n)
 

@@ -111,11 +111,13 @@ matrix_b = metrics.confusion_matrix(dump_b["label"], dump_b["pred"], len(names))
 title = f"Confusion matrix, B − A, {source}<br><sup>B = {label[run_b]}, A = {label[run_a]}</sup>"
 st.plotly_chart(charts.confusion_grid(matrix_b - matrix_a, names, title, "images, B − A", diverging=True),
                 config=charts.CONFIG, key="cmp_confusion", width="content")
-with st.expander("Run A's and run B's own confusion matrices", expanded=True):
+# Drawn only once opened (a rerun): two more grids would hold up the page's first visit.
+own = st.expander("Run A's and run B's own confusion matrices", key="cmp_own_matrices", on_change="rerun")
+if own.open:
     for letter, run_id, matrix in (("A", run_a, matrix_a), ("B", run_b, matrix_b)):
-        st.plotly_chart(charts.confusion_grid(matrix, names, f"Confusion matrix, {letter}, {source}<br>"
-                                              f"<sup>{label[run_id]}</sup>", "images"),
-                        config=charts.CONFIG, key=f"cmp_confusion_{letter}", width="content")
+        own.plotly_chart(charts.confusion_grid(matrix, names, f"Confusion matrix, {letter}, {source}<br>"
+                                               f"<sup>{label[run_id]}</sup>", "images"),
+                         config=charts.CONFIG, key=f"cmp_confusion_{letter}", width="content")
 
 a_only, b_only = metrics.prediction_diff(dump_a, dump_b)
 counts = st.columns(2)
