@@ -213,11 +213,13 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--images", type=int, default=10_000)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--keep", type=Path, help="build the runs here and keep them")
+    parser.add_argument("--keep", type=Path, help="build the runs here and keep them (an empty or new folder)")
     parser.add_argument("--json", action="store_true", help="print only the results, as one JSON line")
     parser.add_argument("--browser", action="store_true", help="also time every page in Chromium")
     parser.add_argument("--report", type=Path, help="print browser timings saved by the browser suite")
     args = parser.parse_args()
+    if args.keep and args.keep.exists() and any(args.keep.iterdir()):  # its runs would add to the ones measured
+        parser.error(f"--keep {args.keep}: the folder is not empty; name a new or empty one")
     if args.report:
         print(report(json.loads(args.report.read_text())))
         return

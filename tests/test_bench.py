@@ -98,3 +98,16 @@ def test_the_label_noise_bench_flips_a_seeded_share_and_scores_as_mann_whitney()
     assert label_noise.auroc(flipped.astype(float), flipped) == 1.0
     assert label_noise.precision_at_k(flipped.astype(float), flipped) == 1.0
     assert label_noise.precision_at_k(-flipped.astype(float), flipped) == 0.0
+
+
+def test_the_dashboard_bench_refuses_to_keep_its_runs_in_a_folder_that_holds_others(tmp_path, capsys, monkeypatch):
+    """Its runs would join the ones already there, and every page would be timed over more runs."""
+    from bench import dashboard_bench
+
+    (tmp_path / "an-earlier-run").mkdir()
+    monkeypatch.setattr("sys.argv", ["dashboard_bench", "--keep", str(tmp_path)])
+    with pytest.raises(SystemExit) as exit_:
+        dashboard_bench.main()
+    assert exit_.value.code == 2
+    assert "not empty" in capsys.readouterr().err
+    assert [p.name for p in tmp_path.iterdir()] == ["an-earlier-run"]
