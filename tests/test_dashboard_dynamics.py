@@ -157,6 +157,7 @@ def test_compare_reads_both_runs_at_the_same_epoch_and_draws_their_difference(mo
     assert len(common) >= 2  # the fixture runs record every epoch
     ids = [r.id for r in pair]
     at = go(open_app(monkeypatch, runs_dir, {"runs": ids, "run": ids[0]}), "compare")
+    at.session_state["cmp_own_matrices"] = True  # each run's own matrix is drawn once its expander is opened
     at.radio(key="cmp_source_kind").set_value("epoch").run()
     assert at.select_slider(key="cmp_source_epoch").options == [str(e) for e in common]
     epoch = common[0]
