@@ -1,7 +1,8 @@
 """Training dynamics in a real browser (Playwright + Debian's chromium) over the browser suite's
 tiny runs: the Run page's epoch slider redraws the confusion matrix of that epoch, whose cells open
-the gallery at that epoch; a box dragged on the data map shows the images inside it. Uses the
-harness of bench/screenshots.py and the fixtures of tests/test_browser.py."""
+the gallery at that epoch; Compare's epoch slider reads both runs at that epoch; a box dragged on
+the data map shows the images inside it. Uses the harness of bench/screenshots.py and the fixtures
+of tests/test_browser.py."""
 # ruff: noqa: F811  (the fixtures `browser`, `app`, `pair` and `page` are imported from tests/test_browser.py)
 
 from __future__ import annotations
@@ -44,6 +45,24 @@ def test_the_epoch_slider_redraws_the_matrix_and_a_cell_opens_that_epochs_galler
     assert chips(page, "True class") == [true] and chips(page, "Predicted class") == [pred]
     expect(page.get_by_text(f"predictions of the epoch {first}")).to_be_visible()
     assert f"dump=epoch-{first}" in page.url
+
+
+def test_compares_epoch_slider_reads_both_runs_at_that_epoch(page, app, pair):
+    found = [dynamics.read_dynamics(run.path) for run in pair["runs"]]
+    n = len(pair["runs"][0].class_names)
+    first = int(min(set(found[0].epochs.tolist()) & set(found[1].epochs.tolist())))
+    screenshots.open_page(page, app, "compare", pair["query"])
+    radio = widget(page, "stRadio", "Predictions from")
+    screenshots.after_rerun(page, radio.get_by_text("an epoch", exact=True).click, what="choose 'an epoch'")
+    thumb = widget(page, "stSlider", "Epoch").get_by_role("slider")
+    thumb.focus()
+    screenshots.after_rerun(page, lambda: thumb.press("Home"), what="slide to the first common epoch")
+    a, b = (np.bincount(f.test_label.astype(int) * n + f.test_pred[int(np.flatnonzero(f.epochs == first)[0])]
+                        .astype(int), minlength=n * n) for f in found)
+    shown = figure(page, f"Confusion matrix, B − A, epoch {first}")
+    assert [int(float(t)) for t in shown["data"][0]["text"]] == (b - a).tolist()
+    right = [f.test_pred[int(np.flatnonzero(f.epochs == first)[0])] == f.test_label for f in found]
+    expect(metric(page, "A right, B wrong")).to_have_text(str(int((right[0] & ~right[1]).sum())))
 
 
 MAP_PIXEL = """([x, y]) => {
