@@ -21,16 +21,21 @@ pytestmark = pytest.mark.skipif(not screenshots.CHROMIUM.exists(), reason="/usr/
                                 "(apt-get install chromium)")
 
 
-def test_the_epoch_slider_redraws_the_matrix_and_a_cell_opens_that_epochs_gallery(page, app, pair):
-    run = pair["runs"][0]
-    found = dynamics.read_dynamics(run.path)
-    names, n = run.class_names, len(run.class_names)
-    screenshots.open_page(page, app, "run", pair["query"])
+def show_the_first_epoch(page) -> None:
+    """Predictions from "an epoch", the slider at its first (the Run page's and Compare's picker)."""
     radio = widget(page, "stRadio", "Predictions from")
     screenshots.after_rerun(page, radio.get_by_text("an epoch", exact=True).click, what="choose 'an epoch'")
     thumb = widget(page, "stSlider", "Epoch").get_by_role("slider")
     thumb.focus()
     screenshots.after_rerun(page, lambda: thumb.press("Home"), what="slide to the first epoch")
+
+
+def test_the_epoch_slider_redraws_the_matrix_and_a_cell_opens_that_epochs_gallery(page, app, pair):
+    run = pair["runs"][0]
+    found = dynamics.read_dynamics(run.path)
+    names, n = run.class_names, len(run.class_names)
+    screenshots.open_page(page, app, "run", pair["query"])
+    show_the_first_epoch(page)
     first = int(found.epochs[0])
     shown = figure(page, f"Confusion matrix, epoch {first}")
     counts = np.bincount(found.test_label.astype(int) * n + found.test_pred[0].astype(int), minlength=n * n)
@@ -52,11 +57,7 @@ def test_compares_epoch_slider_reads_both_runs_at_that_epoch(page, app, pair):
     n = len(pair["runs"][0].class_names)
     first = int(min(set(found[0].epochs.tolist()) & set(found[1].epochs.tolist())))
     screenshots.open_page(page, app, "compare", pair["query"])
-    radio = widget(page, "stRadio", "Predictions from")
-    screenshots.after_rerun(page, radio.get_by_text("an epoch", exact=True).click, what="choose 'an epoch'")
-    thumb = widget(page, "stSlider", "Epoch").get_by_role("slider")
-    thumb.focus()
-    screenshots.after_rerun(page, lambda: thumb.press("Home"), what="slide to the first common epoch")
+    show_the_first_epoch(page)
     a, b = (np.bincount(f.test_label.astype(int) * n + f.test_pred[int(np.flatnonzero(f.epochs == first)[0])]
                         .astype(int), minlength=n * n) for f in found)
     shown = figure(page, f"Confusion matrix, B − A, epoch {first}")
