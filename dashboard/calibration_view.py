@@ -69,10 +69,12 @@ def run_reliability(run_ids: Sequence[str]) -> dict[tuple[str, str], Reliability
     return found
 
 
-def calibration_section(run_ids: Sequence[str], key_prefix: str = "calibration") -> None:
+def calibration_section(run_ids: Sequence[str], key_prefix: str = "calibration", heading: bool = True) -> None:
     """The Calibration section for these runs (one or several): the reliability diagram of the
-    final or best predictions, and every run's ECE of both. A run without dumps shows dashes."""
-    st.subheader("Calibration")
+    final or best predictions, and every run's ECE of both. A run without dumps shows dashes.
+    `heading=False` leaves the subheader to the caller (Compare draws the section in an expander)."""
+    if heading:
+        st.subheader("Calibration")
     run_ids = list(run_ids)
     labels = data.run_labels()
     bins = run_reliability(run_ids)

@@ -505,6 +505,8 @@ def test_compare_two_runs(page, app, pair):
     config = page.get_by_test_id("stMain").get_by_test_id("stDataFrame").filter(has_text="max LR")
     expect(config.locator("table th, table td").filter(has_text="max LR").first).to_be_attached()
 
+    calibration = page.get_by_test_id("stExpander").filter(has_text="expected calibration error").locator("summary")
+    screenshots.after_rerun(page, calibration.click, what="open the calibration section")  # drawn once opened
     fig = figure(page, "Reliability diagram")  # calibration: each run's line beside the diagonal
     assert sorted(t["name"] for t in fig["data"][1:]) == sorted(pair["names"])
     ece = page.get_by_test_id("stMain").get_by_test_id("stDataFrame").filter(has_text="ECE, final epoch")

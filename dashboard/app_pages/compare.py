@@ -72,7 +72,14 @@ else:
 seed_view.show(list(runs))
 
 # ---------------------------------------------------------------- calibration: can the confidence be trusted
-calibration_view.calibration_section(list(runs), key_prefix="cmp_calibration")
+# Drawn only once opened (a rerun), as the own matrices below: its diagram and table would hold up the
+# page's first visit by about 0.3 s on a 2-core machine (bench/dashboard_bench.py --browser).
+st.subheader("Calibration")
+calibration = st.expander("Reliability diagram and each run's expected calibration error (ECE)",
+                          key="cmp_calibration_open", on_change="rerun")
+if calibration.open:
+    with calibration:
+        calibration_view.calibration_section(list(runs), key_prefix="cmp_calibration", heading=False)
 
 # ---------------------------------------------------------------- predictions
 st.subheader("Predictions")
