@@ -193,7 +193,9 @@ def _is_empty(path: Path) -> bool:
 
 
 def _same(a: Any, b: Any) -> bool:
-    return type(a) is type(b) and a == b  # 1, 1.0 and True are equal in Python, not here
+    """Equal as a config value: of one type and equal, or of one spelling (NaN is NaN). 1, 1.0 and
+    True are equal in Python, not here."""
+    return type(a) is type(b) and (a == b or repr(a) == repr(b))
 
 
 def _config_base(entries: Iterable[_Entry]) -> dict:
@@ -239,8 +241,9 @@ def _cache_entries(document: Any) -> dict[str, _Entry]:
         summary = dict(zip(VALUE_KEYS, row[6:]))
         config = None
         if diff is not None:
-            skip = set(absent)
-            config = {**{k: v for k, v in base.items() if k not in skip}, **diff}
+            config = {**base, **diff}
+            for key in absent:
+                config.pop(key, None)
         summary["config"], summary["sources"] = config, sources
         entries[name] = _Entry(mtime, {key: summary[key] for key in SUMMARY_KEYS}, recheck or sources is not None)
     return entries
@@ -265,13 +268,20 @@ NOT_SETTINGS = ("name", "runs_dir", "data_dir")
 
 
 def differing_config_keys(rows: Sequence[dict], ignore: Sequence[str] = NOT_SETTINGS) -> list[str]:
-    """The config keys whose values differ between the rows (a missing key counts as a value), in
-    config order: the settings that tell the listed runs apart. Linear in rows x keys."""
-    seen: dict[str, set] = {}
-    present: Counter = Counter()
+    """The config keys whose values differ between the rows (a missing key counts as a value; 1,
+    1.0 and True are three values, NaN one), in config order: the settings that tell the listed
+    runs apart. Linear in rows x keys: each value is compared with the first value of its key."""
+    reference: dict[str, Any] = {}  # key -> the first value seen, in the order keys were first seen
+    differing: set[str] = set()
+    key_set = None  # the keys of every config so far, while they are all the same
     for row in rows:
-        for key, value in (row.get("config") or {}).items():
-            seen.setdefault(key, set()).add((type(value).__name__, repr(value)))
-            present[key] += 1
-    return [key for key, values in seen.items()
-            if key not in ignore and (len(values) > 1 or present[key] < len(rows))]
+        config = row.get("config") or {}
+        if key_set is None:
+            key_set = config.keys()
+        elif config.keys() != key_set:  # a key missing somewhere: it differs (cheap set compare)
+            differing.update(config.keys() ^ key_set)
+        for key, value in config.items():
+            first = reference.setdefault(key, value)
+            if first is not value and key not in differing and not _same(first, value):
+                differing.add(key)
+    return [key for key in reference if key in differing and key not in ignore]
