@@ -102,13 +102,15 @@ def one_seed(seed: int, workdir: Path, sample: Path = SAMPLE) -> dict:
             "scores": table}
 
 
-def measure(sample: Path = SAMPLE, seeds: tuple[int, ...] = (0, 1, 2), say=print) -> dict:
+def measure(sample: Path = SAMPLE, seeds: tuple[int, ...] = (0, 1, 2), say=print, keep: Path | None = None) -> dict:
     """One noisy run per flip seed; every score's AUROC and precision at k per seed, and their
-    mean and worst over the seeds."""
+    mean and worst over the seeds. With `keep`, the noisy datasets and the runs stay in that
+    folder (to study the scores further, or open the runs in the dashboard)."""
     results = []
     with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp) if keep is None else keep
         for seed in seeds:
-            result = one_seed(seed, Path(tmp), sample)
+            result = one_seed(seed, workdir, sample)
             results.append(result)
             say(f"seed {seed}: {result['flipped']} of {result['train_images']} labels flipped, test accuracy "
                 f"{result['test_acc']:.1%}, max LR {result['max_lr']:.3g}, run {result['run_seconds']:.0f} s")
@@ -141,11 +143,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--no-save", action="store_true", help="print only; write no result file")
+    parser.add_argument("--keep", type=Path, metavar="DIR",
+                        help="keep the noisy datasets and the runs in DIR (new or empty) instead of deleting them")
     args = parser.parse_args(argv)
     if not SAMPLE.is_file():
         print(f"error: {SAMPLE} is missing; this bench needs the CIFAR-10 sample", file=sys.stderr)
         return 2
-    result = measure(SAMPLE, tuple(args.seeds))
+    if args.keep is not None:
+        if args.keep.exists() and (not args.keep.is_dir() or any(args.keep.iterdir())):
+            print(f"error: --keep {args.keep} is not an empty folder; name a new or empty one", file=sys.stderr)
+            return 2
+        args.keep.mkdir(parents=True, exist_ok=True)
+    result = measure(SAMPLE, tuple(args.seeds), keep=args.keep)
     for name, value in rows(result):
         print(f"{name}: {value}")
     if not args.no_save:

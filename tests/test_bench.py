@@ -5,6 +5,7 @@ import pytest
 
 from bench import training
 from bench.__main__ import render
+from engine import runs
 
 
 def test_data_pipeline_compares_both_pipelines(sample):
@@ -111,3 +112,33 @@ def test_the_dashboard_bench_refuses_to_keep_its_runs_in_a_folder_that_holds_oth
     assert exit_.value.code == 2
     assert "not empty" in capsys.readouterr().err
     assert [p.name for p in tmp_path.iterdir()] == ["an-earlier-run"]
+
+
+def test_the_lr_suggestion_bench_trains_once_per_distinct_suggestion_and_ranks_by_worst_regret(tmp_path):
+    """Each suggestion's LR is the one the range test recorded, a run was trained at each distinct
+    one, and the most robust suggestion is the one whose worst shortfall from the best suggestion
+    of a setting is smallest: here `valley`, never more than 1 point behind, where `steepest` once
+    fell 10."""
+    from bench import lr_suggestions
+    from engine.lr_finder import SUGGESTIONS
+
+    if not lr_suggestions.SAMPLE.is_file():
+        pytest.skip("needs the CIFAR-10 sample")
+    tiny = ("--train-subset", "256", "--test-subset", "128", "--lr-finder-iters", "12", "--max-steps", "4")
+    found = lr_suggestions.one_setting(tmp_path, "s11", 2, 1, 1, say=lambda _: None, extra=tiny)
+    (finder_run,) = runs.list_runs(tmp_path / "s11-w2-s1-range-test")
+    recorded = finder_run.lr_finder["suggestions"]
+    assert {name: v["lr"] for name, v in found["suggestions"].items()} == {n: recorded[n]["lr"] for n in SUGGESTIONS}
+    trained = [p for p in tmp_path.iterdir() if "-lr-" in p.name]
+    assert len(trained) == len({v["lr"] for v in recorded.values()})
+
+    def setting(steepest: float, valley: float, minimum: float) -> dict:
+        return {"suggestions": {"steepest": {"lr": 0.1, "best_test_acc": steepest},
+                                "valley": {"lr": 0.05, "best_test_acc": valley},
+                                "minimum": {"lr": 0.02, "best_test_acc": minimum}}}
+
+    summary = lr_suggestions.summarise([setting(0.80, 0.79, 0.70), setting(0.60, 0.70, 0.69)])
+    assert summary["steepest"]["regret_max"] == pytest.approx(0.10)
+    assert summary["valley"]["regret_max"] == pytest.approx(0.01)
+    assert summary["minimum"]["regret_mean"] == pytest.approx(0.055)
+    assert lr_suggestions.most_robust(summary) == "valley"
