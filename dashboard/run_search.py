@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from engine.run_query import Query
+from engine.safe_io import is_number
 
 # the columns people sort the whole list by (the table's own header click sorts one page)
 SORTS = {"created": "created", "name": "name", "status": "status", "best_test_acc": "best acc",
@@ -74,10 +75,6 @@ def value(row: dict, column: str) -> object:
     if column.startswith(SETTING_PREFIX):
         return (row.get("config") or {}).get(column[len(SETTING_PREFIX):])
     return row.get(column)
-
-
-def is_number(v: object) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v  # NaN is no number here
 
 
 def sort_positions(rows: Sequence[dict], positions: Sequence[int], column: str, descending: bool) -> list[int]:

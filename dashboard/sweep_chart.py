@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from engine.safe_io import is_number
+
 # Result columns of the trials table, in percent.
 BEST, FINAL = "best_test_acc", "final_test_acc"
 RESULT_LABELS = {BEST: "best test acc (%)", FINAL: "final test acc (%)"}
@@ -42,10 +44,6 @@ class Axis:
         return str(value)
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def axes(table: pd.DataFrame, swept: Sequence[str]) -> list[Axis]:
     """The swept parameters, then best and final test accuracy; an axis whose column holds one
     value or none is left out (nothing to tell apart, nothing to brush)."""
@@ -54,7 +52,7 @@ def axes(table: pd.DataFrame, swept: Sequence[str]) -> list[Axis]:
         if column not in table:
             continue
         values = [v for v in table[column].tolist() if v is not None and not (isinstance(v, float) and math.isnan(v))]
-        numeric = bool(values) and all(_is_number(v) for v in values)
+        numeric = bool(values) and all(is_number(v) for v in values)
         if numeric:
             options = tuple(sorted(set(values)))
         else:
@@ -83,7 +81,7 @@ def brushes_from(value: Any, found: Sequence[Axis]) -> dict[str, list[list[float
         if column not in columns or not isinstance(intervals, (list, tuple)):
             continue
         good = [sorted(map(float, pair)) for pair in intervals
-                if isinstance(pair, (list, tuple)) and len(pair) == 2 and all(_is_number(v) for v in pair)]
+                if isinstance(pair, (list, tuple)) and len(pair) == 2 and all(is_number(v) for v in pair)]
         if good:
             kept[column] = good
     return kept

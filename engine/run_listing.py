@@ -19,7 +19,7 @@ from engine.run_layout import Status
 from engine.run_query import Query, QueryError
 from engine.run_summary import public
 from engine.run_validate import TAG_PATTERN
-from engine.safe_io import to_strict_json
+from engine.safe_io import is_number, to_strict_json
 
 STATUS_NAMES = tuple(status.value for status in Status)
 STATUS_WIDTH, DATASET_WIDTH, TAGS_WIDTH, SETTING_WIDTH = 21, 24, 30, 16
@@ -133,10 +133,6 @@ def duration(seconds: float | None) -> str:
     return f"{seconds:.1f}s" if seconds < 60 else f"{seconds / 60:.1f}m" if seconds < 3600 else f"{seconds / 3600:.1f}h"
 
 
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def setting_text(value: object) -> str:
     if value is None:
         return "-"
@@ -185,7 +181,7 @@ def table_lines(rows: Sequence[dict], width: int) -> list[str]:
         if used + 2 + column_width > width:
             hidden.append(key)
             continue
-        right = all(_is_number(v) or v is None for v in values)
+        right = all(is_number(v) or v is None for v in values)
         columns.append((key, texts, column_width, right))
         used += 2 + column_width
 

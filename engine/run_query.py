@@ -24,6 +24,7 @@ from typing import Any
 from engine.config import TrainConfig
 from engine.run_layout import Status
 from engine.run_summary import BOOKKEEPING, SUMMARY_KEYS
+from engine.safe_io import is_number
 
 SUMMARY_FIELDS = tuple(k for k in SUMMARY_KEYS if k not in BOOKKEEPING and k != "config")
 CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
@@ -104,13 +105,9 @@ def _syntax_message(text: str, exc: SyntaxError) -> str:
     return f"syntax error: {exc.msg}{hint}"
 
 
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
 def _ordered(op: Callable[[Any, Any], bool]) -> Callable[[Any, Any], bool]:
     def compare(a: Any, b: Any) -> bool:  # numbers with numbers, text with text; anything else is false
-        return op(a, b) if (_is_number(a) and _is_number(b)) or (isinstance(a, str) and isinstance(b, str)) else False
+        return op(a, b) if (is_number(a) and is_number(b)) or (isinstance(a, str) and isinstance(b, str)) else False
     return compare
 
 
@@ -134,7 +131,7 @@ COMPARE = {
 
 def _arithmetic(op: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
     def apply(a: Any, b: Any) -> Any:
-        if not (_is_number(a) and _is_number(b)):
+        if not (is_number(a) and is_number(b)):
             return None
         try:
             return op(a, b)
@@ -213,9 +210,9 @@ class _Compiler:
         if isinstance(node.op, ast.Not):
             return lambda row: not inner(row)
         if isinstance(node.op, ast.USub):
-            return lambda row: -v if _is_number(v := inner(row)) else None
+            return lambda row: -v if is_number(v := inner(row)) else None
         if isinstance(node.op, ast.UAdd):
-            return lambda row: v if _is_number(v := inner(row)) else None
+            return lambda row: v if is_number(v := inner(row)) else None
         raise self.fail(node, f"{SYMBOLS.get(type(node.op), type(node.op).__name__)} is not allowed; use {ALLOWED}")
 
     def _BinOp(self, node: ast.BinOp) -> Getter:

@@ -114,6 +114,15 @@ def _strict(value: Any) -> Any:
     return value
 
 
+def is_number(value: Any) -> bool:
+    """A number as run files hold one, the one rule every reader of them uses: an int or a finite
+    float, not a bool (JSON's true is no number). NaN and infinities are not numbers here: strict
+    JSON stores them as null, and a sum that overflows to one is no value either."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
+
+
 def to_strict_json(obj: Any, indent: int | None = None) -> str:
     return json.dumps(_strict(obj), indent=indent, allow_nan=False)
 

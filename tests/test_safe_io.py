@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from engine import safe_io
-from engine.safe_io import MiB, Unreadable
+from engine.safe_io import MiB, Unreadable, is_number
 
 
 def lines(path) -> list[dict]:
@@ -152,3 +152,13 @@ def test_object_arrays_are_refused_before_unpickling(tmp_path):
     np.savez(tmp_path / "x.npz", a=np.array([{"x": 1}], dtype=object))
     with pytest.raises(Unreadable, match="not plain numbers"):
         safe_io.load_npz(tmp_path / "x.npz", MiB, ["a"])
+
+
+def test_one_rule_for_what_is_a_number_in_a_run_file():
+    """Every reader (the query language, the sort, the listing's alignment, the sweep chart) asks
+    this: ints (however large) and finite floats are numbers; bools, NaN, infinities, text, null
+    and numpy's integers (never in a file) are not."""
+    for number in (0, -3, 10**400, 0.5, -1e308, np.float64(2.5)):
+        assert is_number(number), number
+    for other in (True, False, float("nan"), float("inf"), -float("inf"), "1", None, [1], np.int64(1)):
+        assert not is_number(other), other

@@ -13,6 +13,7 @@ from engine.run_index import differing_config_keys
 from engine.run_listing import setting_text
 from engine.run_query import QueryError, compile_query
 from engine.runs import RunFormatError
+from engine.safe_io import is_number
 
 PER_PAGE = (100, 200, 500)
 MAX_WARNINGS = 10  # damaged runs named one by one above the table; the rest are counted
@@ -119,7 +120,7 @@ setting_config = {}
 for key in settings:
     column = run_search.SETTING_PREFIX + key
     values = [run_search.value(rows[p], column) for p in on_page]
-    numeric = all(v is None or run_search.is_number(v) for v in values)
+    numeric = all(v is None or is_number(v) for v in values)
     view[column] = [float("nan") if v is None else v for v in values] if numeric else [setting_text(v) for v in values]
     setting_config[column] = st.column_config.Column(key if key not in COLUMNS else f"{key} (config)",
                                                      help=f"the config's {key}")
