@@ -17,11 +17,9 @@ from pathlib import Path
 import torch
 
 from bench import dynamics_bench, label_noise, sweep_bench, training
+from bench.paths import ROOT, SAMPLE
 from engine.data import load_npz
 from engine.device import device_name, pick_device
-
-ROOT = Path(__file__).resolve().parent.parent
-SAMPLE = ROOT.parent / "shared" / "data" / "cifar10-sample.npz"
 
 
 def main(argv: list[str] | None = None) -> int:

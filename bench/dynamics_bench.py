@@ -20,13 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.paths import SAMPLE
 from engine import dynamics, runs
 from engine.config import build_config
 from engine.data import ImageDataset, load_npz
 from engine.train import train
-
-ROOT = Path(__file__).resolve().parent.parent
-SAMPLE = ROOT.parent / "shared" / "data" / "cifar10-sample.npz"
 
 
 def _run(data: ImageDataset, root: Path, record: bool, width: int, epochs: int, images: int) -> tuple[float, float]:

@@ -42,14 +42,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.paths import SAMPLE
 from engine import cli, runs
 from engine.data import load_npz
 from engine.device import device_name, pick_device
 from engine.profiling import PREFIX
 from engine.safe_io import atomic_write_json
 
-ROOT = Path(__file__).resolve().parent.parent
-SAMPLE = ROOT.parent / "shared" / "data" / "cifar10-sample.npz"
 # Dense bf16 tensor-core peaks from the vendors' datasheets (no sparsity), matched against the
 # device's name in this order; the H200 SXM has the H100 SXM's arithmetic.
 BF16_PEAK_FLOPS = {"H100 PCIe": 756e12, "H100 NVL": 835e12, "H200 NVL": 835e12, "H100": 989e12,

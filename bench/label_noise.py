@@ -12,8 +12,6 @@ the table and writes bench/results/<date>-CPU-label-noise.json; about 3 minutes 
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import os
 import platform
 import subprocess
@@ -24,12 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.paths import ROOT, SAMPLE, save_result
 from engine import dynamics, runs
 from engine.dynamics_scores import ImageScores, image_scores, likely_mislabelled
 
-ROOT = Path(__file__).resolve().parent.parent
-SAMPLE = ROOT.parent / "shared" / "data" / "cifar10-sample.npz"
-RESULTS = ROOT / "bench" / "results"
 COMMAND = ["train", "--preset", "fast", "--width", "16", "--epochs", "15"]
 NOISE = 0.05
 
@@ -158,10 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, value in rows(result):
         print(f"{name}: {value}")
     if not args.no_save:
-        RESULTS.mkdir(exist_ok=True)
-        out = RESULTS / f"{datetime.date.today()}-CPU-label-noise.json"
-        out.write_text(json.dumps(result, indent=1) + "\n")
-        print(f"wrote {out.relative_to(ROOT)}")
+        print(f"wrote {save_result(result, 'label-noise').relative_to(ROOT)}")
     return 0
 
 

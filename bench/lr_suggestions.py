@@ -12,9 +12,7 @@ Needs ../shared/data/cifar10-sample.npz."""
 from __future__ import annotations
 
 import argparse
-import datetime
 import itertools
-import json
 import os
 import platform
 import subprocess
@@ -25,12 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.paths import ROOT, SAMPLE, save_result
 from engine import runs
 from engine.lr_finder import SUGGESTIONS
 
-ROOT = Path(__file__).resolve().parent.parent
-SAMPLE = ROOT.parent / "shared" / "data" / "cifar10-sample.npz"
-RESULTS = ROOT / "bench" / "results"
 RESNET_RUNS = ROOT / ".venv" / "bin" / "resnet-runs"
 
 
@@ -120,10 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, value in rows(result):
         print(f"{name}: {value}")
     if not args.no_save:
-        RESULTS.mkdir(exist_ok=True)
-        out = RESULTS / f"{datetime.date.today()}-CPU-lr-suggestions.json"
-        out.write_text(json.dumps(result, indent=1) + "\n")
-        print(f"wrote {out.relative_to(ROOT)}")
+        print(f"wrote {save_result(result, 'lr-suggestions').relative_to(ROOT)}")
     return 0
 
 

@@ -20,11 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.paths import ROOT, SAMPLE
 from engine import runs
 from engine.run_summary import summary_of
 
-ROOT = Path(__file__).resolve().parent.parent
-SAMPLE = ROOT.parent / "shared" / "data" / "cifar10-sample.npz"
 LRS = (0.02, 0.05)
 SEEDS = (1, 2)
 
