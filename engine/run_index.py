@@ -29,6 +29,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ RACY_NS = 2_000_000_000  # coarser than any filesystem's mtime tick we expect (N
 CACHE_VERSION = 2
 CACHE_CAP = 1024 * MiB
 CACHE_INTERVAL_S = 60.0  # a long-lived index rewrites its cache at most this often
+BASE_SAMPLE = 256  # runs whose configs choose the cache's shared config values
 _ABSENT = object()
 
 
@@ -50,8 +52,11 @@ class _Entry:
     recheck: bool  # running, or looked at within RACY_NS of its mtime: look again next refresh
 
 
-# the summary's keys the cache stores as columns (the config and the stamps are stored apart)
+# the summary's keys the cache stores as columns (the config and the stamps are stored apart);
+# a row's values are these in summary order, so a row becomes a summary by putting the config back
 VALUE_KEYS = tuple(key for key in SUMMARY_KEYS if key not in ("config", "sources"))
+_CONFIG_AT = SUMMARY_KEYS.index("config")
+assert SUMMARY_KEYS[-1] == "sources" and VALUE_KEYS == SUMMARY_KEYS[:_CONFIG_AT] + SUMMARY_KEYS[_CONFIG_AT + 1:-1]
 
 
 class RunIndex:
@@ -199,11 +204,23 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def _config_base(entries: Iterable[_Entry]) -> dict:
+    """Each config key's most common value among the first BASE_SAMPLE runs: the cache stays correct
+    with any base (a run's row holds whatever differs from it), so a sample is enough to make the
+    rows short, and it keeps a rewrite of a 10,000-run cache cheap."""
     counts: dict[str, Counter] = {}
-    for entry in entries:
+    for entry in islice(entries, BASE_SAMPLE):
         for key, value in (entry.summary.get("config") or {}).items():
             counts.setdefault(key, Counter())[(type(value).__name__, json.dumps(value))] += 1
     return {key: json.loads(count.most_common(1)[0][0][1]) for key, count in counts.items()}
+
+
+def _config_diff(base: dict, config: dict) -> dict:
+    """The config's items whose value is not `base`'s (as `_same` says; the common case, the very
+    same or an equal value of the same type, is checked inline: this runs once per key per run)."""
+    get = base.get
+    return {key: value for key, value in config.items()
+            if not ((first := get(key, _ABSENT)) is value or (type(first) is type(value) and first == value)
+                    or _same(first, value))}
 
 
 def _cache_document(entries: dict[str, _Entry]) -> dict:
@@ -212,7 +229,7 @@ def _cache_document(entries: dict[str, _Entry]) -> dict:
     for name, entry in entries.items():
         summary, config, diff, absent = entry.summary, entry.summary["config"], None, []
         if config is not None:
-            diff = {k: v for k, v in config.items() if not _same(base.get(k, _ABSENT), v)}
+            diff = _config_diff(base, config)
             absent = [k for k in base if k not in config]
         sources = summary["sources"] if entry.recheck else None
         rows.append([name, entry.mtime_ns, entry.recheck, diff, absent, sources, *(summary[k] for k in VALUE_KEYS)])
@@ -238,14 +255,15 @@ def _cache_entries(document: Any) -> dict[str, _Entry]:
                 or not isinstance(diff, (dict, type(None))) or not isinstance(absent, list)
                 or not isinstance(sources, (dict, type(None)))):
             continue
-        summary = dict(zip(VALUE_KEYS, row[6:]))
         config = None
         if diff is not None:
             config = {**base, **diff}
             for key in absent:
                 config.pop(key, None)
-        summary["config"], summary["sources"] = config, sources
-        entries[name] = _Entry(mtime, {key: summary[key] for key in SUMMARY_KEYS}, recheck or sources is not None)
+        values = row[6:]
+        values[_CONFIG_AT:_CONFIG_AT] = (config,)
+        values.append(sources)
+        entries[name] = _Entry(mtime, dict(zip(SUMMARY_KEYS, values)), recheck or sources is not None)
     return entries
 
 

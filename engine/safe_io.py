@@ -124,7 +124,10 @@ def is_number(value: Any) -> bool:
 
 
 def to_strict_json(obj: Any, indent: int | None = None) -> str:
-    return json.dumps(_strict(obj), indent=indent, allow_nan=False)
+    try:  # the common case: nothing to convert, and no copy of a large document made to find that out
+        return json.dumps(obj, indent=indent, allow_nan=False)
+    except (ValueError, TypeError):  # a NaN or infinity, or a numpy number
+        return json.dumps(_strict(obj), indent=indent, allow_nan=False)
 
 
 def utc_now() -> str:

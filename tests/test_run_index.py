@@ -13,6 +13,7 @@ import time
 import pytest
 
 from bench.many_runs import generate, hold_locks
+from engine import run_index
 from engine import run_layout as layout
 from engine.run_curation import archive_run, restore_run, set_note, set_tags
 from engine.run_index import RACY_NS, RunIndex, differing_config_keys, run_labels
@@ -208,9 +209,11 @@ def test_a_summary_written_while_the_index_reads_never_breaks_a_refresh(tmp_path
     assert facts(index.refresh()) == facts(summary_of(tmp_path / p.name) for p in [*paths, writer.path])
 
 
-def test_the_cache_loses_nothing_when_deleted_or_damaged(tmp_path):
+@pytest.mark.parametrize("base_sample", [256, 2])  # the shared config values chosen from every run, or from two
+def test_the_cache_loses_nothing_when_deleted_or_damaged(tmp_path, monkeypatch, base_sample):
+    monkeypatch.setattr(run_index, "BASE_SAMPLE", base_sample)
     for i in range(5):
-        write_run(tmp_path, f"cached{i}", lr=0.01 * (i + 1))
+        write_run(tmp_path, f"cached{i}", lr=0.01 * (i + 1), width=16 if i < 2 else 32)
     set_tags(next(tmp_path.iterdir()), add=["x"])
     rows = RunIndex(tmp_path).refresh()
     assert (tmp_path / layout.INDEX_CACHE).is_file()

@@ -83,6 +83,16 @@ def test_non_strict_json_constants_are_refused(tmp_path):
         safe_io.read_json(path, MiB)
 
 
+def test_what_is_written_is_strict_json_nan_and_infinities_as_null_numpy_numbers_as_numbers(tmp_path):
+    path = tmp_path / "written.json"
+    safe_io.atomic_write_json(path, {"loss": float("nan"), "curve": [0.5, float("inf"), -float("inf")],
+                                     "acc": np.float32(0.25), "epochs": np.int64(3), 7: "key made text"})
+    assert safe_io.read_json(path, MiB) == {"loss": None, "curve": [0.5, None, None], "acc": 0.25, "epochs": 3,
+                                            "7": "key made text"}
+    safe_io.atomic_write_json(path, {"plain": [1, 2.5, "x", None, True]})  # nothing to convert: as given
+    assert safe_io.read_json(path, MiB) == {"plain": [1, 2.5, "x", None, True]}
+
+
 def _zeros_bomb(path, rows: int, columns: int = 10) -> None:
     """An .npz whose float32 `probs` member inflates from a few hundred KiB to rows*columns*4
     bytes: a header that tells the truth and deflated zeros, written in chunks."""
