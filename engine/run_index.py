@@ -288,18 +288,24 @@ NOT_SETTINGS = ("name", "runs_dir", "data_dir")
 def differing_config_keys(rows: Sequence[dict], ignore: Sequence[str] = NOT_SETTINGS) -> list[str]:
     """The config keys whose values differ between the rows (a missing key counts as a value; 1,
     1.0 and True are three values, NaN one), in config order: the settings that tell the listed
-    runs apart. Linear in rows x keys: each value is compared with the first value of its key."""
+    runs apart. A row whose config could not be read is left out: it has no settings to compare
+    (its damage is shown apart), and counting its config as empty made every key of every run
+    "differ" once one damaged run was listed. Linear in rows x keys: each value is compared with
+    the first value of its key."""
     reference: dict[str, Any] = {}  # key -> the first value seen, in the order keys were first seen
     differing: set[str] = set()
     key_set = None  # the keys of every config so far, while they are all the same
     for row in rows:
-        config = row.get("config") or {}
+        config = row.get("config")
+        if config is None:
+            continue
         if key_set is None:
             key_set = config.keys()
         elif config.keys() != key_set:  # a key missing somewhere: it differs (cheap set compare)
             differing.update(config.keys() ^ key_set)
         for key, value in config.items():
             first = reference.setdefault(key, value)
-            if first is not value and key not in differing and not _same(first, value):
+            if (first is not value and not (type(first) is type(value) and first == value)
+                    and key not in differing and not _same(first, value)):
                 differing.add(key)
     return [key for key in reference if key in differing and key not in ignore]
