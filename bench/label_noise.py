@@ -17,7 +17,6 @@ import platform
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -74,44 +73,76 @@ def suspicion(scores: ImageScores) -> dict[str, np.ndarray]:
     return found
 
 
-def one_seed(seed: int, workdir: Path, sample: Path = SAMPLE) -> dict:
+def _ranks(score: np.ndarray) -> np.ndarray:
+    """Each value's rank in [0, 1): scores of different scales, made summable."""
+    ranks = np.empty(len(score))
+    ranks[np.argsort(score, kind="stable")] = np.arange(len(score)) / len(score)
+    return ranks
+
+
+def combinations(scores: ImageScores, arrays: dynamics.Dynamics) -> dict[str, np.ndarray]:
+    """Scores the run does not store, built from what it stores, studied as candidates for the
+    dashboard's ranking (higher = more suspicious): the ways of combining the signals the issue
+    names. None has beaten the final model's probability on its own by more than a few thousandths."""
+    if scores.final_prob is None or arrays.final_train_confidence is None:
+        return {}
+    final = scores.final_prob.astype(np.float64)
+    late = arrays.train_prob[-max(1, len(arrays.train_prob) // 3):].astype(np.float64)  # the last third of epochs
+    with np.errstate(invalid="ignore"):
+        late_prob = np.nanmean(late, 0)
+        late_margin = np.nanmean(arrays.train_margin[-len(late):].astype(np.float64), 0)
+    log_final = np.log(np.clip(final, 1e-6, 1))
+    log_ratio = log_final - np.log(np.clip(arrays.final_train_confidence.astype(np.float64), 1e-6, 1))
+    return {"studied: ranks of final p + AUM": _ranks(-final) + _ranks(-scores.aum),
+            "studied: mean of final p and last third's p": -(final + np.nan_to_num(late_prob, nan=1.0)) / 2,
+            "studied: AUM over the last third of epochs": -np.nan_to_num(late_margin, nan=np.inf),
+            "studied: log final p + 0.3 log(p / p predicted)": -(log_final + 0.3 * log_ratio)}
+
+
+def one_seed(seed: int, workdir: Path, sample: Path = SAMPLE, rescore: bool = False) -> dict:
+    """Flip, train and score one seed in `workdir`; with `rescore`, only score the run an earlier
+    `--keep` left there (after a change to the scores, without training again)."""
     with np.load(sample, allow_pickle=False) as npz:
         arrays = {key: npz[key] for key in npz.files}
     noisy, flipped = flip_labels(arrays["y_train"], NOISE, len(arrays["classes"]), seed)
-    path = workdir / f"noisy-{seed}.npz"
-    np.savez(path, **{**arrays, "y_train": noisy})
-    runs_dir = workdir / f"runs-{seed}"
-    command = [str(ROOT / ".venv" / "bin" / "resnet-runs"), *COMMAND, "--dataset", f"npz:{path}",
-               "--runs-dir", str(runs_dir), "--name", f"label-noise-{seed}"]
-    started = time.perf_counter()
-    done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    if done.returncode:
-        raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}): {done.stderr[-800:]}")
-    seconds = time.perf_counter() - started
-    (run,) = runs.list_runs(runs_dir)
-    scores = image_scores(dynamics.read_dynamics(run.path))
+    path, runs_dir = workdir / f"noisy-{seed}.npz", workdir / f"runs-{seed}"
+    if not rescore:
+        np.savez(path, **{**arrays, "y_train": noisy})
+        command = [str(ROOT / ".venv" / "bin" / "resnet-runs"), *COMMAND, "--dataset", f"npz:{path}",
+                   "--runs-dir", str(runs_dir), "--name", f"label-noise-{seed}"]
+        done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if done.returncode:
+            raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}): {done.stderr[-800:]}")
+    found = runs.list_runs(runs_dir)
+    if len(found) != 1:
+        raise RuntimeError(f"{runs_dir} holds {len(found)} runs, not the one run of flip seed {seed}")
+    run = found[0]
+    recorded = dynamics.read_dynamics(run.path)
+    scores = image_scores(recorded)
     table = {}
-    for name, score in suspicion(scores).items():
+    for name, score in {**suspicion(scores), **combinations(scores, recorded)}.items():
         table[name] = {"auroc": auroc(score, flipped), "precision_at_k": precision_at_k(score, flipped)}
     return {"seed": seed, "flipped": int(flipped.sum()), "train_images": len(flipped),
-            "test_acc": run.epochs[-1]["test_acc"], "max_lr": run.used_lr, "run_seconds": round(seconds, 1),
-            "scores": table}
+            "test_acc": run.epochs[-1]["test_acc"], "max_lr": run.used_lr,
+            "run_seconds": round(run.duration_seconds() or float("nan"), 1), "scores": table}
 
 
-def measure(sample: Path = SAMPLE, seeds: tuple[int, ...] = (0, 1, 2), say=print, keep: Path | None = None) -> dict:
+def measure(sample: Path = SAMPLE, seeds: tuple[int, ...] = (0, 1, 2), say=print, keep: Path | None = None,
+            rescore: Path | None = None) -> dict:
     """One noisy run per flip seed; every score's AUROC and precision at k per seed, and their
     mean and worst over the seeds. With `keep`, the noisy datasets and the runs stay in that
-    folder (to study the scores further, or open the runs in the dashboard)."""
+    folder (to study the scores further, or open the runs in the dashboard); with `rescore`, the
+    runs kept in that folder are scored again, not trained."""
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        workdir = Path(tmp) if keep is None else keep
+        workdir = rescore or keep or Path(tmp)
         for seed in seeds:
-            result = one_seed(seed, workdir, sample)
+            result = one_seed(seed, workdir, sample, rescore=rescore is not None)
             results.append(result)
             say(f"seed {seed}: {result['flipped']} of {result['train_images']} labels flipped, test accuracy "
                 f"{result['test_acc']:.1%}, max LR {result['max_lr']:.3g}, run {result['run_seconds']:.0f} s")
             for name, row in result["scores"].items():
-                say(f"  {name:<34} AUROC {row['auroc']:.3f}  precision@k {row['precision_at_k']:.3f}")
+                say(f"  {name:<50} AUROC {row['auroc']:.3f}  precision@k {row['precision_at_k']:.3f}")
     return {"command": "resnet-runs " + " ".join(COMMAND) + " --dataset npz:NOISY", "noise": NOISE,
             "machine": f"{platform.machine()}, {os.cpu_count()} cores", "seeds": results,
             "summary": summarise(results)}
@@ -141,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-save", action="store_true", help="print only; write no result file")
     parser.add_argument("--keep", type=Path, metavar="DIR",
                         help="keep the noisy datasets and the runs in DIR (new or empty) instead of deleting them")
+    parser.add_argument("--rescore", type=Path, metavar="DIR",
+                        help="score the runs an earlier --keep DIR left, without training them again")
     args = parser.parse_args(argv)
     if not SAMPLE.is_file():
         print(f"error: {SAMPLE} is missing; this bench needs the CIFAR-10 sample", file=sys.stderr)
@@ -150,7 +183,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: --keep {args.keep} is not an empty folder; name a new or empty one", file=sys.stderr)
             return 2
         args.keep.mkdir(parents=True, exist_ok=True)
-    result = measure(SAMPLE, tuple(args.seeds), keep=args.keep)
+    if args.rescore is not None and args.keep is not None:
+        print("error: --rescore and --keep exclude each other: --rescore reads the runs --keep left", file=sys.stderr)
+        return 2
+    result = measure(SAMPLE, tuple(args.seeds), keep=args.keep, rescore=args.rescore)
     for name, value in rows(result):
         print(f"{name}: {value}")
     if not args.no_save:

@@ -142,3 +142,32 @@ def test_the_lr_suggestion_bench_trains_once_per_distinct_suggestion_and_ranks_b
     assert summary["valley"]["regret_max"] == pytest.approx(0.01)
     assert summary["minimum"]["regret_mean"] == pytest.approx(0.055)
     assert lr_suggestions.most_robust(summary) == "valley"
+
+
+def test_the_studied_combinations_rank_wrong_labels_first_when_the_signals_agree():
+    """Each combination turns 'low probability, low margin' into 'more suspicious', whatever the
+    scales of the signals it sums: on recorded arrays where the flipped images have a low
+    probability of their label and a negative margin, each ranks them first."""
+    from bench import label_noise
+    from engine.dynamics import Dynamics
+    from engine.dynamics_scores import image_scores
+
+    rng = np.random.default_rng(0)
+    n, epochs = 400, 6
+    flipped = np.zeros(n, bool)
+    flipped[rng.choice(n, 20, replace=False)] = True
+    prob = np.where(flipped, rng.uniform(0.0, 0.3, (epochs, n)), rng.uniform(0.5, 1.0, (epochs, n)))
+    margin = np.where(flipped, rng.uniform(-3, -1, (epochs, n)), rng.uniform(0.5, 4, (epochs, n)))
+    prob[0, :5] = np.nan  # images not drawn in an epoch
+    final = np.where(flipped, rng.uniform(0.0, 0.2, n), rng.uniform(0.6, 1.0, n))
+    recorded = Dynamics(epochs=np.arange(1, epochs + 1), train_prob=prob.astype(np.float16),
+                        train_margin=margin.astype(np.float16), train_correct=~flipped & (prob > 0.5),
+                        test_pred=np.zeros((epochs, 10), np.uint8), test_prob=np.zeros((epochs, 10), np.float16),
+                        final_train_prob=final.astype(np.float16),
+                        final_train_confidence=np.where(flipped, 0.9, final).astype(np.float16))
+    found = label_noise.combinations(image_scores(recorded), recorded)
+    assert len(found) == 4
+    for name, score in found.items():
+        assert label_noise.auroc(score, flipped) == 1.0, name
+    recorded.final_train_prob = None  # a run whose last epoch is not recorded: nothing to combine
+    assert label_noise.combinations(image_scores(recorded), recorded) == {}
