@@ -6,7 +6,7 @@ regret: how far below the best of the suggestions in that setting it ended. The 
 suggestion is the one with the smallest worst regret.
 
 `.venv/bin/python -m bench.lr_suggestions` prints the table and writes
-bench/results/<date>-CPU-lr-suggestions.json; about 40 minutes on 2 CPU cores with the defaults.
+bench/results/<date>-CPU-lr-suggestions.json; about 35 minutes on 2 CPU cores with the defaults.
 Needs ../shared/data/cifar10-sample.npz."""
 
 from __future__ import annotations

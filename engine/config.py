@@ -56,7 +56,8 @@ class TrainConfig:
     lr_finder_end: float = _option(0.9, "LR range test: last LR of the sweep")
     lr_finder_iters: int = _option(200, "LR range test: steps in the sweep")
     lr_suggestion: str = _option("steepest", "which range-test suggestion sets max LR: steepest (descent of the "
-                                             "smoothed loss), valley (fast.ai's) or minimum (its LR / 10)")
+                                             "smoothed loss; the most robust on the CIFAR-10 sample, see "
+                                             "bench/lr_suggestions.py), valley (fast.ai's) or minimum (its LR / 10)")
     # OneCycle schedule, stepped every batch
     pct_start: float | None = _option(None, "fraction of steps spent rising to max LR (default: 5/epochs, at "
                                              "most 0.5)")
