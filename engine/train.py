@@ -28,6 +28,7 @@ from engine.lr_finder import SUGGESTIONS, range_test
 from engine.model import create_model, model_summary
 from engine.profiling import label
 from engine.run_layout import BEST, FINAL, Status
+from engine.run_listing import duration
 from engine.training_plan import TrainingPlan, plan_training
 
 STOPPED_BY_USER = "stopped by the user (Ctrl-C or SIGTERM)"
@@ -432,7 +433,7 @@ def record_epoch(loop: Loop, row: dict, dump: dict, progress: Progress) -> None:
                                                               loop.max_lr, loop.model, loop.optimizer,
                                                               loop.scheduler, loop.ema))
     distributed.barrier(loop.world)
-    loop.say(f"| {epoch:5d} | {row['lr_end']:8.2e} | {_human(row['seconds']):>6} | {row['train_loss']:10.4f} | "
+    loop.say(f"| {epoch:5d} | {row['lr_end']:8.2e} | {duration(row['seconds']):>6} | {row['train_loss']:10.4f} | "
              f"{row['train_acc']:9.2%} | {row['test_loss']:9.4f} | {row['test_acc']:8.2%} |")
 
 
@@ -459,9 +460,5 @@ def _say_estimate(loop: Loop, elapsed: float, step: int) -> None:
         elapsed, counted = elapsed - loop.compile_seconds, 5
     per_step = elapsed / counted
     left = loop.config.epochs * loop.steps_per_epoch - step + 6
-    loop.say(f"estimated duration on this CPU: {_human(per_step * left * 1.15)} "
+    loop.say(f"estimated duration on this CPU: {duration(per_step * left * 1.15)} "
              f"({left} steps at {per_step:.2f} s/step, evaluation included roughly)")
-
-
-def _human(seconds: float) -> str:
-    return f"{seconds:.1f}s" if seconds < 60 else f"{seconds / 60:.1f}m" if seconds < 3600 else f"{seconds / 3600:.1f}h"
