@@ -5,7 +5,8 @@
     rows = query.filter(index.refresh())  # then per row: plain closures, no eval
 
 The text is parsed by Python's `ast` and compiled node by node from a whitelist (comparisons,
-`and` / `or` / `not`, `+ - * /`, names, numbers, quoted text, lists); user text is never evaluated.
+`and` / `or` / `not`, `+ - * /`, names, numbers, quoted text, lists, None / True / False or JSON's
+null / true / false); user text is never evaluated.
 A name is a summary field (`status`, `best_test_acc`, `final_test_loss`, `tags`, `note`, ...) or a
 config field (`lr`, `preset`, `epochs`, ...); where both have it (`name`, `dataset`, `device`) the
 summary's wins and `config.NAME` reaches the config's. Missing values and mismatched types never
@@ -32,6 +33,8 @@ ALLOWED = ("comparisons (== != < <= > >= in, not in), and / or / not, + - * /, n
            '"quoted text", [lists]')
 
 Getter = Callable[[dict], Any]
+# JSON's spellings, as `list --json` and the run files print values: `sweep != null` as `sweep != None`
+JSON_CONSTANTS = {"null": None, "true": True, "false": False}
 
 
 class QueryError(ValueError):
@@ -181,6 +184,9 @@ class _Compiler:
 
     def _Name(self, node: ast.Name) -> Getter:
         name = node.id
+        if name in JSON_CONSTANTS:
+            value = JSON_CONSTANTS[name]
+            return lambda row: value
         if name in SUMMARY_FIELDS:
             self.names.add(name)
             return lambda row: row.get(name)

@@ -36,6 +36,9 @@ ROWS = [
     ('"nan" in note', ["c"]),
     ('config.name == "base" and name == "base"', ["a"]),
     ("best_test_acc == None", ["c"]),
+    ("best_test_acc == null", ["c"]),  # JSON's spellings, as list --json prints values
+    ("dataset != null and tta_flip == false", ["a", "d"]),
+    ("tta_flip == true", ["b"]),
     ("epochs_done * 2 >= 40", ["a"]),
     ("lr / 0 > 1", []),
     ("-lr < -0.15", ["d"]),
