@@ -55,7 +55,9 @@ expression = st.text_input(
     "Filter expression", key="runs_where", placeholder="lr > 0.05 and best_test_acc > 0.6",
     help="Any config field (lr, preset, epochs, ...) or summary field (status, best_test_acc, final_test_loss, "
          "epochs_done, tags, ...), compared with == != < <= > >= in, joined with and / or / not; text in quotes, "
-         'e.g. `preset == "fast" and "baseline" in tags`. The same expressions as `resnet-runs list --where`.')
+         "null for no value, "
+         'e.g. `preset == "fast" and "baseline" in tags`, `sweep != null`. The same expressions as '
+         '`resnet-runs list --where`.')
 query = None
 if expression.strip():
     try:
