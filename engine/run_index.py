@@ -214,22 +214,13 @@ def _config_base(entries: Iterable[_Entry]) -> dict:
     return {key: json.loads(count.most_common(1)[0][0][1]) for key, count in counts.items()}
 
 
-def _config_diff(base: dict, config: dict) -> dict:
-    """The config's items whose value is not `base`'s (as `_same` says; the common case, the very
-    same or an equal value of the same type, is checked inline: this runs once per key per run)."""
-    get = base.get
-    return {key: value for key, value in config.items()
-            if not ((first := get(key, _ABSENT)) is value or (type(first) is type(value) and first == value)
-                    or _same(first, value))}
-
-
 def _cache_document(entries: dict[str, _Entry]) -> dict:
     base = _config_base(entries.values())
     rows = []
     for name, entry in entries.items():
         summary, config, diff, absent = entry.summary, entry.summary["config"], None, []
         if config is not None:
-            diff = _config_diff(base, config)
+            diff = {k: v for k, v in config.items() if not _same(base.get(k, _ABSENT), v)}
             absent = [k for k in base if k not in config]
         sources = summary["sources"] if entry.recheck else None
         rows.append([name, entry.mtime_ns, entry.recheck, diff, absent, sources, *(summary[k] for k in VALUE_KEYS)])
@@ -305,7 +296,6 @@ def differing_config_keys(rows: Sequence[dict], ignore: Sequence[str] = NOT_SETT
             differing.update(config.keys() ^ key_set)
         for key, value in config.items():
             first = reference.setdefault(key, value)
-            if (first is not value and not (type(first) is type(value) and first == value)
-                    and key not in differing and not _same(first, value)):
+            if first is not value and key not in differing and not _same(first, value):
                 differing.add(key)
     return [key for key in reference if key in differing and key not in ignore]
