@@ -89,6 +89,11 @@ def test_the_search_box_and_a_filter_expression_find_runs(page, app, folder):
     type_into(page, "Filter expression", expression)
     count = len(compile_query(expression).filter(rows))
     expect(main(page).get_by_text(f"{count} of {len(rows)} runs match")).to_be_visible()
+    expression = "best_test_acc == null or lr < 0.05"  # JSON's null, as list --json prints it
+    type_into(page, "Filter expression", expression)
+    count = len(compile_query(expression).filter(rows))
+    expect(main(page).get_by_text(f"{count} of {len(rows)} runs match")).to_be_visible()
+    expect(main(page).get_by_test_id("stAlertContentError")).to_have_count(0)
 
     type_into(page, "Filter expression", "lr > 0.05 && best_test_acc")
     error = main(page).get_by_test_id("stAlertContentError")
