@@ -77,8 +77,13 @@ def launch(playwright):
 # click, key or navigation that must start a run has registered once the tab has asked for one,
 # which is how an action lost on a busy page is told apart from a slow run (see `timed_rerun`).
 # `__doc` names the document, so counts from before a navigation are not compared with after it.
+# The page also times itself (`__arm`): from the input that asks for a run (the first pointer or key
+# press after arming, as the page received it; a new document: its navigation's start) to the first
+# frame in which the run had finished (`script`) and in which it was drawn (`drawn`, the frame that
+# began the idle streak `__settled` ends on). That is the wait a person has between pressing and
+# seeing, without the test driver's own time to find, scroll to and press the target.
 COUNT_RUNS = """
-window.__runsFinished = 0; window.__runsEndedInDom = 0; window.__endedInDomAtFinish = 0; window.__idleFrames = 0;
+window.__runsFinished = 0; window.__runsEndedInDom = 0; window.__endedInDomAtFinish = 0;
 window.__rerunsAsked = 0; window.__doc = Math.random();
 const topField = (bytes, wanted) => {  // a top-level protobuf field: its varint, or its length; null if absent
   let at = 0;
@@ -106,7 +111,7 @@ window.WebSocket = class extends NativeWebSocket {
       if (!(event.data instanceof ArrayBuffer)) return;
       const status = topField(new Uint8Array(event.data), 6);
       if (status !== null && status !== 2) {
-        window.__runsFinished += 1; window.__endedInDomAtFinish = window.__runsEndedInDom; window.__idleFrames = 0;
+        window.__runsFinished += 1; window.__endedInDomAtFinish = window.__runsEndedInDom;
       }
     });
   }
@@ -120,25 +125,45 @@ new MutationObserver(records => {
   for (const r of records) if (r.oldValue === 'running') window.__runsEndedInDom += 1;
 }).observe(document, {subtree: true, attributes: true, attributeOldValue: true,
                       attributeFilter: ['data-test-script-state']});
-"""
-# Done (checked once a frame): the run after the n-th has finished and is drawn, the app is idle,
-# and what lies in the window is drawn (Streamlit draws elements lazily as they scroll into view,
-# showing a skeleton until then; plotly charts stay hidden until plotted; an image still loading
-# counts as not drawn, a broken one as drawn, since nothing more will come of it).
-DONE = """n => {
-  const app = document.querySelector("[data-testid='stApp']");
+const appState = () => document.querySelector("[data-testid='stApp']")?.getAttribute('data-test-script-state');
+window.__scriptDone = n => window.__runsFinished > n && appState() === 'notRunning';
+// Done (checked once a frame; `streak` holds this check's idle frames): the run after the n-th has
+// finished and is drawn, the app is idle, and what lies in the window is drawn (Streamlit draws
+// elements lazily as they scroll into view, showing a skeleton until then; plotly charts stay hidden
+// until plotted; an image still loading counts as not drawn, a broken one as drawn, since nothing
+// more will come of it).
+window.__settled = (n, streak) => {
   const inView = e => { const r = e.getBoundingClientRect();
                         return r.width > 0 && r.bottom > 0 && r.top < window.innerHeight; };
-  const idle = window.__runsFinished > n && app?.getAttribute('data-test-script-state') === 'notRunning'
+  const idle = window.__scriptDone(n)
     && ![...document.querySelectorAll("[data-testid='stSkeleton']")].some(inView)
     && ![...document.querySelectorAll('.js-plotly-plot')].some(
          e => inView(e) && (e.style.visibility === 'hidden' || !e._fullLayout))
     && ![...document.images].some(e => inView(e) && !e.complete);
-  window.__idleFrames = idle ? window.__idleFrames + 1 : 0;
-  return idle && (window.__runsEndedInDom > window.__endedInDomAtFinish || window.__idleFrames >= 5);
-}"""
-SCRIPT_DONE = """n => window.__runsFinished > n &&
-  document.querySelector("[data-testid='stApp']")?.getAttribute('data-test-script-state') === 'notRunning'"""
+  if (streak.finished !== window.__runsFinished) { streak.finished = window.__runsFinished; streak.frames = 0; }
+  if (idle && !streak.frames) streak.since = performance.now();
+  streak.frames = idle ? streak.frames + 1 : 0;
+  return idle && (window.__runsEndedInDom > window.__endedInDomAtFinish || streak.frames >= 5);
+};
+window.__inputAt = null;
+for (const type of ['pointerdown', 'mousedown', 'keydown'])
+  window.addEventListener(type, e => { if (window.__inputAt === null) window.__inputAt = e.timeStamp; }, true);
+window.__arm = n => {
+  const watch = {n, script: null, drawn: null, streak: {frames: 0, since: null}};
+  window.__watch = watch;
+  const tick = () => {
+    if (window.__watch !== watch) return;
+    if (watch.script === null && window.__scriptDone(n)) watch.script = performance.now();
+    if (watch.script !== null && window.__settled(n, watch.streak)) { watch.drawn = watch.streak.since; return; }
+    requestAnimationFrame(tick);
+  };
+  requestAnimationFrame(tick);
+};
+window.__arm(0);
+"""
+DONE = """n => { if (window.__pollStreak?.n !== n) window.__pollStreak = {n, frames: 0, since: null};
+  if (!window.__settled(n, window.__pollStreak)) return false;
+  window.__pollStreak = null; return true; }"""
 STATE = """() => ({asked: window.__rerunsAsked, finished: window.__runsFinished, endedInDom: window.__runsEndedInDom,
   state: document.querySelector("[data-testid='stApp']")?.getAttribute('data-test-script-state'),
   skeletons: document.querySelectorAll("[data-testid='stSkeleton']").length})"""
@@ -190,18 +215,22 @@ def wait_until_idle(page, timeout_ms: int = 120_000, after: int = 0, what: str =
 
 def timed_rerun(page, action, timeout_ms: int = 120_000, what: str = "", tries: int = 3,
                 registered_s: float = REGISTERED_S) -> dict[str, float]:
-    """Do `action` (a click, a key, a page load) and wait for the script run it causes. Seconds to
-    `script`: the run has finished and the app says "notRunning" (Streamlit's own notion of a
-    rendered page); to `drawn`: also everything in the window drawn, plotly charts included.
+    """Do `action` (a click, a key, a page load) and wait for the script run it causes. Seconds from
+    the press (a new document: its navigation's start) to `script`: the run has finished and the app
+    says "notRunning" (Streamlit's own notion of a rendered page); to `drawn`: also everything in the
+    window drawn, plotly charts included. Both are the page's own clock (see `__arm`); `wall` is the
+    whole call as the test driver saw it, finding and pressing the target included.
 
     An action can be lost on a busy page (a redraw moves the target between Playwright finding it
     and pressing it): if the tab has asked for no run within `registered_s`, the action is done again,
     up to `tries` times, and then `ActionLost` says what was done and what the page was doing. A
-    person would click again too; an action that did register is never repeated."""
+    person would click again too; an action that did register is never repeated (and the time
+    counts from the first press)."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     what = what or getattr(action, "__name__", None) or repr(action)
     asked, before, doc = page.evaluate("() => [window.__rerunsAsked || 0, window.__runsFinished || 0, window.__doc]")
+    page.evaluate("n => { window.__inputAt = null; window.__arm?.(n); }", before)
     start = time.perf_counter()
     for attempt in range(1, tries + 1):
         try:
@@ -217,16 +246,25 @@ def timed_rerun(page, action, timeout_ms: int = 120_000, what: str = "", tries: 
             if attempt == tries:
                 raise ActionLost(f"{what}: the page asked for no script run within {registered_s:g} s, "
                                  f"{tries} tries; page: {page_state(page)}") from None
-    if page.evaluate("() => window.__doc") != doc:
+    new_document = page.evaluate("() => window.__doc") != doc
+    if new_document:
         before = 0  # the action loaded a new document, whose counts start again
     try:
-        page.wait_for_function(SCRIPT_DONE, arg=before, timeout=timeout_ms)
+        page.wait_for_function("() => window.__watch?.script != null", timeout=timeout_ms)
     except PlaywrightTimeout as error:
         raise AssertionError(f"{what}: a script run was asked for, but none finished within "
                              f"{timeout_ms / 1000:.0f} s; page: {page_state(page)}") from error
-    script = time.perf_counter() - start
-    wait_until_idle(page, timeout_ms, after=before, what=what)
-    return {"script": script, "drawn": time.perf_counter() - start}
+    try:
+        page.wait_for_function("() => window.__watch?.drawn != null", timeout=timeout_ms)
+    except PlaywrightTimeout as error:
+        raise AssertionError(f"{what}: no drawn script run after run {before} within {timeout_ms / 1000:.0f} s; "
+                             f"page: {page_state(page)}") from error
+    wall = time.perf_counter() - start
+    pressed, script, drawn = page.evaluate("() => [window.__inputAt, window.__watch.script, window.__watch.drawn]")
+    origin = 0.0 if new_document else pressed
+    if origin is None:  # no press reached the page (an action made by script): the driver's clock
+        return {"script": wall, "drawn": wall, "wall": wall}
+    return {"script": (script - origin) / 1000, "drawn": (drawn - origin) / 1000, "wall": wall}
 
 
 def after_rerun(page, action, timeout_ms: int = 120_000, what: str = "", tries: int = 3,
