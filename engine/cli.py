@@ -430,12 +430,12 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     if runs_dir.exists() and not runs_dir.is_dir():
         raise ValueError(f"{runs.printable(runs_dir)} is a file, not a runs folder")
     check_port(args.address, args.port)
-    # The safe defaults of .streamlit/config.toml, as flags so they hold from any directory.
+    # The settings of .streamlit/config.toml, as flags so they hold from any directory.
     argv = [sys.executable, "-m", "streamlit", "run", str(dashboard_app()),
             "--server.address", args.address, "--server.port", str(args.port),
             "--server.headless", "true", "--server.enableXsrfProtection", "true",
             "--server.enableCORS", "true", "--browser.gatherUsageStats", "false",
-            "--client.toolbarMode", "minimal", "--", "--runs-dir", str(runs_dir)]
+            "--client.toolbarMode", "minimal", "--runner.postScriptGC", "false", "--", "--runs-dir", str(runs_dir)]
     print(f"dashboard over {runs.printable(runs_dir)} at http://{args.address}:{args.port} (Ctrl-C stops it)",
           flush=True)
     os.execv(sys.executable, argv)

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.request
 from pathlib import Path
 
@@ -258,6 +259,11 @@ def test_printed_commands_work_when_pasted_and_the_dashboard_stays_local(sample,
         flags = dict(zip(argv, argv[1:]))
         assert flags[b"--server.address"] == b"127.0.0.1"
         assert flags[b"--server.enableXsrfProtection"] == flags[b"--server.enableCORS"] == b"true"
+        config = tomllib.loads((PROJECT_ROOT / ".streamlit" / "config.toml").read_text())
+        for section, options in config.items():  # what holds in the project root holds from anywhere
+            for key, value in options.items():
+                if not (section == "server" and key == "address"):  # --address chooses it; checked above
+                    assert flags[f"--{section}.{key}".encode()] == json.dumps(value).strip('"').encode(), key
         assert Path(flags[b"--runs-dir"].decode()) == (tmp_path / "my runs").absolute()
     finally:
         if server.poll() is None:
