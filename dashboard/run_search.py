@@ -96,6 +96,15 @@ def sort_positions(rows: Sequence[dict], positions: Sequence[int], column: str, 
     return order + missing
 
 
+def in_order(order: Sequence[int], positions: Sequence[int]) -> list[int]:
+    """`positions` as they come in `order` (every row's position, sorted once by `sort_positions`):
+    the same as sorting them alone, since that sort is stable over positions in rising order."""
+    if len(positions) == len(order):
+        return list(order)
+    wanted = set(positions)
+    return [position for position in order if position in wanted]
+
+
 def page_of(positions: Sequence[int], page: int, per_page: int) -> list[int]:
     """The positions on page `page` (1-based) of `per_page` rows."""
     start = (max(page, 1) - 1) * per_page

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -16,7 +17,9 @@ from bench.many_runs import generate
 from dashboard import run_search, widgets
 from engine import runs
 from engine.run_curation import set_note, set_tags
+from engine.run_index import RunIndex
 from engine.run_layout import archive_dir
+from engine.run_query import compile_query
 from engine.run_reader import read_note, read_tags
 from tests.runs_for_tests import write_run
 from tests.test_dashboard import go, open_app
@@ -194,9 +197,10 @@ def test_a_thousand_runs_are_paged_and_the_selection_survives_pages_and_filters(
     at.selectbox(key="runs_per_page").set_value(500).run()
     assert len(at.dataframe[0].value) == 500
 
-    # a torn run is named damaged and breaks nothing; at most ten are named one by one
+    # a torn run is named damaged and breaks nothing; one warning names at most ten of them
     torn = states["torn: garbage config"]
-    assert len(at.warning) <= 10
+    (warning,) = at.main.warning
+    assert "partly unreadable" in warning.value and 1 <= warning.value.count("\n- ") <= 11
     assert search(at, torn[0][-20:]) and at.dataframe[0].value["status"].iloc[0].endswith("(damaged)")
     search(at, "")
 
@@ -215,6 +219,17 @@ def test_a_thousand_runs_are_paged_and_the_selection_survives_pages_and_filters(
     assert at.sidebar.multiselect(key="runs").value == picked
     assert at.query_params["runs"] == picked
 
+    # a sort orders every matching run, and stays right as the filter changes under it
+    at.selectbox(key="runs_sort").set_value("best_test_acc")
+    at.toggle(key="runs_descending").set_value(False).run()
+    rows = RunIndex(root).refresh()
+    for expression in ("lr > 0.05", "lr < 0.05 and status == \"completed\""):
+        test = compile_query(expression, {key for row in rows for key in row["config"] or {}}).test
+        matching = sorted(row["best_test_acc"] for row in rows if test(row) and row["best_test_acc"] is not None)
+        shown = where(at, expression).dataframe[0].value["best_test_acc"]
+        assert len(shown) == min(at.selectbox(key="runs_per_page").value, sum(map(test, rows)))
+        assert shown.tolist()[:len(matching)] == pytest.approx([acc * 100 for acc in matching[:len(shown)]])
+
 
 def test_ticks_on_one_page_stay_when_another_page_is_ticked():
     shared = ["a", "x"]
@@ -225,6 +240,18 @@ def test_ticks_on_one_page_stay_when_another_page_is_ticked():
     assert run_search.sort_positions(rows, [0, 1, 2], "best_test_acc", True) == [2, 1, 0]  # missing last
     assert run_search.sort_positions(rows, [0, 1, 2], "best_test_acc", False) == [1, 2, 0]
     assert run_search.sort_positions(rows, [0, 1, 2], "config.lr", False) == [0, 2, 1]  # numbers, text, missing
+
+
+def test_a_filtered_list_picked_from_one_sort_of_every_row_is_sorted_as_if_alone():
+    rng = np.random.default_rng(0)
+    values = [None, "", float("nan"), "auto", "Auto", 0.1, 0.1, 0.3, 2, -1]  # ties, text, three kinds of missing
+    rows = [{"id": str(i), "best_test_acc": values[rng.integers(len(values))]} for i in range(300)]
+    for descending in (True, False):
+        order = run_search.sort_positions(rows, range(len(rows)), "best_test_acc", descending)
+        for size in (0, 1, 37, 299, 300):
+            subset = sorted(rng.choice(len(rows), size, replace=False).tolist())
+            assert run_search.in_order(order, subset) == run_search.sort_positions(rows, subset, "best_test_acc",
+                                                                                   descending)
 
 
 def test_compare_of_ten_runs_keeps_short_labels_and_the_legend_below(monkeypatch, tmp_path):
