@@ -285,17 +285,27 @@ def differing_config_keys(rows: Sequence[dict], ignore: Sequence[str] = NOT_SETT
     the first value of its key."""
     reference: dict[str, Any] = {}  # key -> the first value seen, in the order keys were first seen
     differing: set[str] = set()
-    key_set = None  # the keys of every config so far, while they are all the same
+    key_set = None  # the first readable config's keys: a key not in every config differs
+    pending: list[str] = []  # the keys of key_set not known to differ yet: the only ones compared
     for row in rows:
         config = row.get("config")
         if config is None:
             continue
         if key_set is None:
-            key_set = config.keys()
-        elif config.keys() != key_set:  # a key missing somewhere: it differs (cheap set compare)
+            key_set, pending = config.keys(), list(config)
+            reference.update(config)
+            continue
+        if config.keys() != key_set:  # a key missing somewhere: it differs (cheap set compare)
             differing.update(config.keys() ^ key_set)
-        for key, value in config.items():
-            first = reference.setdefault(key, value)
-            if first is not value and key not in differing and not _same(first, value):
+            for key, value in config.items():
+                reference.setdefault(key, value)
+            pending = [key for key in pending if key not in differing]
+        found = False
+        for key in pending:
+            first, value = reference[key], config[key]
+            if first is not value and not _same(first, value):
                 differing.add(key)
+                found = True
+        if found:
+            pending = [key for key in pending if key not in differing]
     return [key for key in reference if key in differing and key not in ignore]

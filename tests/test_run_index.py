@@ -291,3 +291,7 @@ def test_the_settings_that_tell_runs_apart():
     assert differing_config_keys(typed) == ["a", "b", "e"]
     assert differing_config_keys([{"config": None}, *rows[:1]]) == []
     assert differing_config_keys([{"config": {"lr": 0.1}}, {"config": {}}]) == ["lr"]  # readable, key missing
+    # keys come in the order first seen; a row that lacks one key still has its other values compared
+    assert differing_config_keys([{"config": {"a": 1, "b": 1}}, {"config": {"a": 1, "c": 2}},
+                                  {"config": {"a": 2, "c": 2}}]) == ["a", "b", "c"]
+    assert differing_config_keys([{"config": {"a": 1, "b": 1}}, {"config": {"a": 2}}]) == ["a", "b"]
