@@ -1,6 +1,6 @@
 """Dashboard speed on a realistic runs folder, in Streamlit's AppTest and in a real browser.
 
-    .venv/bin/python -m bench.dashboard_bench [--runs N] [--images N] [--keep DIR] [--json] [--browser]
+    .venv/bin/python -m bench.dashboard_bench [--runs N] [--images N] [--keep DIR] [--json] [--browser] [--out FILE]
     .venv/bin/python -m bench.dashboard_bench --report tests/artifacts/page_timings.json
 
 Builds N runs (default 20) with 10,000-image prediction dumps through the engine's own writer
@@ -8,8 +8,9 @@ Builds N runs (default 20) with 10,000-image prediction dumps through the engine
 Grad-CAM for 16 images at the default settings. `--browser` adds `browser_timings`: every page
 in Chromium, cold and warm, to "script finished" and to "charts drawn" (the browser suite records
 the same into tests/artifacts/page_timings.json; `--report` prints such a file against the
-goals). Prints a table; writes bench/results/dashboard.json. Goals on a 2-core CPU: every page warm < 1 s and
-cold < 3 s in the browser, a filter change < 0.5 s, Grad-CAM (16 images) < 2 s."""
+goals). Prints a table; writes bench/results/dashboard.json (or --out FILE). Goals on a 2-core
+CPU: every page warm < 1 s and cold < 3 s in the browser, a filter change < 0.5 s, Grad-CAM (16
+images) < 2 s."""
 
 from __future__ import annotations
 
@@ -217,6 +218,8 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print only the results, as one JSON line")
     parser.add_argument("--browser", action="store_true", help="also time every page in Chromium")
     parser.add_argument("--report", type=Path, help="print browser timings saved by the browser suite")
+    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "bench" / "results" / "dashboard.json",
+                        help="where to write the results (default: bench/results/dashboard.json)")
     args = parser.parse_args()
     if args.keep and args.keep.exists() and any(args.keep.iterdir()):  # its runs would add to the ones measured
         parser.error(f"--keep {args.keep}: the folder is not empty; name a new or empty one")
@@ -244,10 +247,9 @@ def main() -> None:
         print(f"{key:24s} {value:9.3f} {target if target else '':>8}{verdict}")
     if browser:
         print("\nin the browser (seconds to a rendered page)\n" + report(browser))
-    out = PROJECT_ROOT / "bench" / "results" / "dashboard.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"\nwritten to {out.relative_to(PROJECT_ROOT)}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"\nwritten to {args.out}")
 
 
 if __name__ == "__main__":
