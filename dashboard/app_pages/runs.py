@@ -83,8 +83,8 @@ positions, differing, listed_datasets, any_tags, damaged = data.runs_view(archiv
 # ---------------------------------------------------------------- columns and order
 # Columns, settings and page size are set now and then: they wait in a popover, which the browser
 # draws only when opened (three widgets fewer to draw on every click; about 0.09 s of a rerun here).
-order, table = st.columns([5, 2], vertical_alignment="bottom")
-options = table.popover("Columns and rows", icon=":material/view_column:", width="stretch",
+sorting, table_options = st.columns([5, 2], vertical_alignment="bottom")
+options = table_options.popover("Columns and rows", icon=":material/view_column:", width="stretch",
                         help="The table's columns, the config settings shown, rows per page.")
 shown = options.multiselect("Columns", list(COLUMNS), default=DEFAULT_COLUMNS, key="runs_columns",
                             format_func=COLUMNS.get)
@@ -95,7 +95,7 @@ settings = options.multiselect(
 settings = settings or differing
 per_page = options.selectbox("Per page", PER_PAGE, key="runs_per_page")
 sorts = {**run_search.SORTS, **{run_search.SETTING_PREFIX + key: key for key in settings}}
-sort_by, direction = order.columns([3, 2], vertical_alignment="bottom")  # room for "Descending" beside its switch
+sort_by, direction = sorting.columns([3, 2], vertical_alignment="bottom")  # room for "Descending" beside its switch
 sort = sort_by.selectbox("Sort by", list(sorts), key="runs_sort", format_func=sorts.get,
                          help="Orders every matching run (a click on a header orders the page shown).")
 descending = direction.toggle("Descending", value=True, key="runs_descending")
