@@ -1,7 +1,8 @@
 """Issue 19 in a real browser (Playwright + Debian's chromium), over a folder of realistic runs from
-bench/many_runs.py's generator: the Runs page's search box and filter expression, tagging the
-selected runs, ticking rows of a filtered table and opening them in Compare, and archiving (then
-restoring) a run. Fixtures and helpers come from tests/test_browser.py. Skips without chromium."""
+bench/many_runs.py's generator: the Runs page's search box and filter expression, choosing the
+columns in their popover, tagging the selected runs, ticking rows of a filtered table and opening
+them in Compare, and archiving (then restoring) a run. Fixtures and helpers come from
+tests/test_browser.py. Skips without chromium."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from engine.run_layout import archive_dir
 from engine.run_query import compile_query
 from engine.run_reader import read_tags
 from tests import test_browser as harness
-from tests.test_browser import chips, widget
+from tests.test_browser import add_chip, chips, widget
 
 pytest.importorskip("playwright.sync_api")
 from playwright.sync_api import expect  # noqa: E402
@@ -100,6 +101,23 @@ def test_the_search_box_and_a_filter_expression_find_runs(page, app, folder):
     expect(error).to_contain_text("syntax error")
     expect(error).to_contain_text("join with and / or")
     type_into(page, "Filter expression", "")
+
+
+def test_columns_and_settings_are_chosen_in_their_popover(page, app):
+    screenshots.open_page(page, app, "runs")
+    header = main(page).get_by_test_id("stDataFrame").first.locator("table th")  # the grid's accessible table
+    expect(header.filter(has_text="note")).to_have_count(0)
+    opener = main(page).get_by_role("button", name="Columns and rows")
+    columns = widget(page, "stMultiSelect", "Columns")
+    screenshots.until(opener.click, lambda ms: expect(columns).to_be_visible(timeout=ms),
+                      "open the Columns and rows popover")
+    add_chip(page, "Columns", "note")
+    expect(header.filter(has_text="note")).to_have_count(1)
+    add_chip(page, "Settings", "seed")  # a chosen setting replaces those that differ
+    expect(header.filter(has_text="seed")).to_have_count(1)
+    remove = columns.locator("[data-tag]").filter(has_text="note").locator("button[aria-label^='Remove']")
+    screenshots.after_rerun(page, remove.click, what="remove the note column")
+    expect(header.filter(has_text="note")).to_have_count(0)
 
 
 def test_tagging_the_selected_run(page, app, folder):
