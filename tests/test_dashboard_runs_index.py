@@ -19,7 +19,7 @@ from engine import runs
 from engine.run_curation import set_note, set_tags
 from engine.run_index import RunIndex
 from engine.run_layout import archive_dir
-from engine.run_query import compile_query
+from engine.run_query import compile_query, config_keys
 from engine.run_reader import read_note, read_tags
 from tests.runs_for_tests import write_run
 from tests.test_dashboard import go, open_app
@@ -224,7 +224,7 @@ def test_a_thousand_runs_are_paged_and_the_selection_survives_pages_and_filters(
     at.toggle(key="runs_descending").set_value(False).run()
     rows = RunIndex(root).refresh()
     for expression in ("lr > 0.05", "lr < 0.05 and status == \"completed\""):
-        test = compile_query(expression, {key for row in rows for key in row["config"] or {}}).test
+        test = compile_query(expression, config_keys(rows)).test
         matching = sorted(row["best_test_acc"] for row in rows if test(row) and row["best_test_acc"] is not None)
         shown = where(at, expression).dataframe[0].value["best_test_acc"]
         assert len(shown) == min(at.selectbox(key="runs_per_page").value, sum(map(test, rows)))
