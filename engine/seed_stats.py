@@ -19,8 +19,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from scipy import special  # the t distribution's functions; scipy.stats would add 1 s to a dashboard page's first visit
-
 from engine.run_layout import Status
 
 CONFIDENCE = 0.95
@@ -74,9 +72,23 @@ class Verdict:
     confidence: float = CONFIDENCE
 
 
+# scipy's t distribution functions are imported where used: scipy.special takes 0.1-0.5 s to import
+# on a 2-core machine, which Compare's first visit would pay before drawing its curves tab (and
+# scipy.stats a second more).
+
+
 def t_quantile(probability: float, df: float) -> float:
     """Student's t quantile (scipy.stats.t.ppf, computed by the same special function)."""
+    from scipy import special
+
     return float(special.stdtrit(df, probability))
+
+
+def t_two_sided_p(t: float, df: float) -> float:
+    """The probability of a |t| at least this large under Student's t with `df` degrees of freedom."""
+    from scipy import special
+
+    return 2 * float(special.stdtr(df, -abs(t)))
 
 
 def describe(values: Sequence[float], confidence: float = CONFIDENCE) -> GroupStats:
@@ -142,7 +154,7 @@ def compare(a: Sequence[float], b: Sequence[float], confidence: float = CONFIDEN
                       "was measured, so the test does not apply.", difference)
     t = difference / se
     df = (va + vb) ** 2 / (va**2 / (sa.n - 1) + vb**2 / (sb.n - 1))
-    p = 2 * float(special.stdtr(df, -abs(t)))  # both tails of Student's t
+    p = t_two_sided_p(t, df)
     half = t_quantile(0.5 + confidence / 2, df) * se
     low, high = difference - half, difference + half
     larger = p < 1 - confidence
