@@ -8,7 +8,7 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
-from dashboard import widgets
+from dashboard import section_tabs, widgets
 
 
 def _favicon() -> Image.Image:
@@ -35,5 +35,6 @@ OWN_URL_PAGES = ("misclassified", "sweep")  # their URLs hold more than the run 
 
 page = st.navigation(list(PAGES.values()))
 widgets.run_selection(show_focus=any(page is PAGES[name] for name in SINGLE_RUN_PAGES),
-                      write_url=all(page is not PAGES[name] for name in OWN_URL_PAGES))
+                      write_url=all(page is not PAGES[name] for name in OWN_URL_PAGES),
+                      tabs=next((tabs for name, tabs in section_tabs.BY_PAGE.items() if page is PAGES[name]), None))
 page.run()

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import streamlit as st
 
-from dashboard import data, dynamics_data, metrics
+from dashboard import data, dynamics_data, metrics, section_tabs
 
 SELECTED = "selected_runs"  # plain session keys: they survive every page switch (widget keys need not)
 FOCUS = "focus_run"
@@ -63,14 +63,15 @@ def picker_options(ids: Sequence[str], labels: dict[str, str], selected: Sequenc
     return list(selected) + [i for i in matches[:limit] if i not in chosen], len(matches)
 
 
-def run_selection(show_focus: bool, write_url: bool = True) -> None:
+def run_selection(show_focus: bool, write_url: bool = True, tabs: section_tabs.SectionTabs | None = None) -> None:
     """The sidebar run pickers, made on every page. Their values live in plain session keys and
     are written back into the widgets and the URL on every run, so no way of moving between pages
     (sidebar, links, buttons, chart clicks, the browser's back button) loses them. A page that
     keeps state of its own in the URL passes `write_url=False` and writes the whole URL itself
     (`write_url`): one write per run, since each change of the URL is a step in the browser's
     history. Over a large runs folder the pickers offer the selected runs plus at most
-    PICKER_LIMIT others, found by a search box, never one list of every run."""
+    PICKER_LIMIT others, found by a search box, never one list of every run. A page drawn in
+    `tabs` has its chosen tab written into the same URL."""
     data.refresh_runs()  # once per script run: the pages read the rows as of now
     labels = data.run_labels()
     ids = list(labels)
@@ -107,7 +108,7 @@ def run_selection(show_focus: bool, write_url: bool = True) -> None:
             st.session_state[FOCUS_WIDGET] = st.session_state[FOCUS]
             st.selectbox("Run shown", options, key=FOCUS_WIDGET, format_func=labels.get, on_change=_keep_focus)
     if write_url:
-        st.query_params.from_dict(url_state())
+        st.query_params.from_dict({**url_state(), **(tabs.url_params() if tabs else {})})
 
 
 def short_labels(labels: dict[str, str], width: int = 32) -> dict[str, str]:

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from bench import screenshots
+from dashboard import section_tabs
 from engine import runs
 
 pytest.importorskip("playwright.sync_api")
@@ -196,11 +197,12 @@ def open_run_page(page, app, pair) -> None:
     expect(page.locator("h1")).to_have_text(f"Run {pair['names'][0]}")
 
 
-def open_expander(where, title: str) -> None:
-    """Click an expander's title until it is open (a click on a page busy redrawing can be lost)."""
-    details = where.get_by_test_id("stExpander").filter(has_text=title).locator("details")
-    screenshots.until(lambda: details.locator("summary").click() if details.get_attribute("open") is None else None,
-                      lambda ms: expect(details).to_have_attribute("open", "", timeout=ms), f"open {title!r}")
+def choose_tab(page, label: str) -> None:
+    """Open a tab of a page drawn in tabs (dashboard/section_tabs.py): a rerun draws its content."""
+    tab = page.get_by_test_id("stMain").get_by_role("tab", name=label, exact=True)
+    if tab.get_attribute("aria-selected") != "true":
+        screenshots.after_rerun(page, tab.click, what=f"open the {label} tab")
+    expect(tab).to_have_attribute("aria-selected", "true")
 
 
 def confusion_points(page):
@@ -216,21 +218,25 @@ def test_every_page_renders_with_its_charts_inside_their_plots(page, app, pair, 
     screenshots.open_page(page, app, name, pair["query"])
     expect(page.locator("h1").first).to_be_visible()
     assert_drawn_inside(page)
+    for tab in section_tabs.BY_PAGE[name].labels[1:] if name in section_tabs.BY_PAGE else ():
+        choose_tab(page, tab)
+        assert_drawn_inside(page)
 
 
 def test_the_run_page_shows_its_config_and_model_summary_on_demand(page, app, pair):
     run = pair["runs"][0]
     screenshots.open_page(page, app, "run", pair["query"])
     main = page.get_by_test_id("stMain")
-    open_expander(main, "Model summary")
+    expect(main.get_by_test_id("stText")).to_have_count(0)  # drawn once its tab is chosen
+    choose_tab(page, "Config and model")
     expect(main.get_by_test_id("stText")).to_contain_text(f"Total params: {run.total_params:,}")
-    open_expander(main, "Config")
-    expect(main.get_by_test_id("stExpander").filter(has_text="Config").get_by_test_id("stDataFrame")).to_be_visible()
+    expect(main.get_by_test_id("stDataFrame").filter(has_text="width")).to_be_visible()
+    assert "tab=config-and-model" in page.url
 
 
 def test_every_chart_has_the_short_toolbar(page, app, pair):
     """Save as PNG, zoom, pan and reset on every chart; plotly's other buttons and logo are left out."""
-    for name, charts in (("run", 5), ("compare", 6), ("live", 2)):
+    for name, charts in (("run", 4), ("compare", 4), ("live", 2)):  # the first tab's, on the Run and Compare pages
         screenshots.open_page(page, app, name, pair["query"])
         toolbars = page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')].map(plot =>
             [...plot.querySelectorAll('.modebar-btn')].map(b => b.getAttribute('data-title')))""")
@@ -248,6 +254,7 @@ def test_clicking_confusion_cells_opens_the_gallery_on_that_pair(page, app, pair
     off_diagonal = [k for k in np.argsort(-counts, kind="stable") if k // n != k % n and counts[k]]
     cells = [off_diagonal[0], off_diagonal[len(off_diagonal) // 2], off_diagonal[-1]]
     open_run_page(page, app, pair)
+    choose_tab(page, "Predictions")  # and back from the gallery, the URL's tab= opens it again
     for k in cells:
         true, pred = names[k // n], names[k % n]
         plot, points = confusion_points(page)
@@ -269,6 +276,7 @@ def test_the_two_run_selection_survives_every_way_between_pages(page, app, pair)
     expect(page.locator("h1")).to_have_text(f"Run {pair['names'][0]}")
     assert_selection_kept(page, pair)
 
+    choose_tab(page, "Predictions")
     screenshots.after_rerun(page, page.get_by_role("button", name="Show these images").click)
     expect(page.locator("h1")).to_contain_text("Misclassifications")
     assert_selection_kept(page, pair)
@@ -280,6 +288,7 @@ def test_the_two_run_selection_survives_every_way_between_pages(page, app, pair)
     screenshots.after_rerun(page, nav.get_by_role("link", name="Runs", exact=True).click)
     screenshots.after_rerun(page, page.get_by_role("link", name="Compare the selected runs").click)
     expect(page.locator("h1")).to_have_text("Compare runs")
+    choose_tab(page, "Predictions")
     expect(page.get_by_text("A right, B wrong").first).to_be_visible()
     assert_selection_kept(page, pair)
 
@@ -341,6 +350,7 @@ def contrast(page, plot) -> float:
 
 def test_confusion_matrices_are_readable_and_say_their_units(page, app, pair):
     open_run_page(page, app, pair)
+    choose_tab(page, "Predictions")
     plot, _ = confusion_points(page)
     assert contrast(page, plot) >= 3.0
     fig = figure(page, "Confusion matrix")
@@ -354,6 +364,7 @@ def test_confusion_matrices_are_readable_and_say_their_units(page, app, pair):
     assert contrast(page, confusion_points(page)[0]) >= 3.0
 
     screenshots.open_page(page, app, "compare", pair["query"])
+    choose_tab(page, "Predictions")
     fig = figure(page, "Confusion matrix, B − A")
     bar_title = fig["data"][0]["marker"]["colorbar"]["title"]["text"]
     assert "B better" in bar_title, bar_title
@@ -495,23 +506,12 @@ def test_compare_two_runs(page, app, pair):
         fig = figure(page, title)
         assert sorted(t["name"] for t in fig["data"]) == sorted(pair["names"])
         assert fig["full"]["xaxis"]["title"]["text"] and fig["full"]["yaxis"]["title"]["text"]
+    choose_tab(page, "Predictions")
     fig = figure(page, "Accuracy per class")
     values = np.concatenate([np.asarray(t["y"], float) for t in fig["data"]])
     low, high = fig["full"]["yaxis"]["range"]
     assert low <= np.nanmin(values) and high >= np.nanmax(values)
     assert low >= np.nanmin(values) - 10 and high <= np.nanmax(values) + 10  # zoomed to the data, not 0-100
-    # The config differences name the max LR each run used. Waited for in that table's own cells (its
-    # accessible table: the grid draws on a canvas); the page's tables fill in one by one on a busy machine.
-    config = page.get_by_test_id("stMain").get_by_test_id("stDataFrame").filter(has_text="max LR")
-    expect(config.locator("table th, table td").filter(has_text="max LR").first).to_be_attached()
-
-    calibration = page.get_by_test_id("stExpander").filter(has_text="expected calibration error").locator("summary")
-    screenshots.after_rerun(page, calibration.click, what="open the calibration section")  # drawn once opened
-    fig = figure(page, "Reliability diagram")  # calibration: each run's line beside the diagonal
-    assert sorted(t["name"] for t in fig["data"][1:]) == sorted(pair["names"])
-    ece = page.get_by_test_id("stMain").get_by_test_id("stDataFrame").filter(has_text="ECE, final epoch")
-    expect(ece).to_be_visible()
-
     a, b = pair["dumps"]
     a_only = np.sum((a["pred"] == a["label"]) & (b["pred"] != b["label"]))
     b_only = np.sum((b["pred"] == b["label"]) & (a["pred"] != a["label"]))
@@ -523,6 +523,18 @@ def test_compare_two_runs(page, app, pair):
         index = int(caption.split(":")[0].lstrip("#"))
         row = int(np.flatnonzero(a["index"] == index)[0])
         assert a["pred"][row] == a["label"][row] and b["pred"][row] != b["label"][row]
+
+    # The config differences name the max LR each run used. Waited for in that table's own cells (its
+    # accessible table: the grid draws on a canvas); the page's tables fill in one by one on a busy machine.
+    choose_tab(page, "Key figures and config")
+    config = page.get_by_test_id("stMain").get_by_test_id("stDataFrame").filter(has_text="max LR")
+    expect(config.locator("table th, table td").filter(has_text="max LR").first).to_be_attached()
+
+    choose_tab(page, "Calibration")
+    fig = figure(page, "Reliability diagram")  # calibration: each run's line beside the diagonal
+    assert sorted(t["name"] for t in fig["data"][1:]) == sorted(pair["names"])
+    ece = page.get_by_test_id("stMain").get_by_test_id("stDataFrame").filter(has_text="ECE, final epoch")
+    expect(ece).to_be_visible()
     assert_drawn_inside(page)
 
 
@@ -570,6 +582,7 @@ def test_twins_get_an_id_suffix_and_other_datasets_are_set_aside(page, odd_runs)
     twins = [label for label in labels if label.startswith(odd_runs["name"])]
     assert len(twins) == 2 and twins[0] != twins[1], labels
     expect(page.get_by_test_id("stAlertContentWarning").filter(has_text="another dataset")).to_be_visible()
+    choose_tab(page, "Predictions")
     expect(metric(page, "A right, B wrong")).to_have_text("0")  # the twins agree on every image
 
 

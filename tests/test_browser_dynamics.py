@@ -12,7 +12,7 @@ import pytest
 
 from bench import screenshots
 from engine import dynamics
-from tests.test_browser import app, browser, chips, confusion_points, figure, metric, page, pair, widget  # noqa: F401
+from tests.test_browser import app, browser, chips, choose_tab, confusion_points, figure, metric, page, pair, widget  # noqa: F401
 
 pytest.importorskip("playwright.sync_api")
 from playwright.sync_api import expect  # noqa: E402
@@ -35,6 +35,7 @@ def test_the_epoch_slider_redraws_the_matrix_and_a_cell_opens_that_epochs_galler
     found = dynamics.read_dynamics(run.path)
     names, n = run.class_names, len(run.class_names)
     screenshots.open_page(page, app, "run", pair["query"])
+    choose_tab(page, "Predictions")
     show_the_first_epoch(page)
     first = int(found.epochs[0])
     shown = figure(page, f"Confusion matrix, epoch {first}")
@@ -57,6 +58,7 @@ def test_compares_epoch_slider_reads_both_runs_at_that_epoch(page, app, pair):
     n = len(pair["runs"][0].class_names)
     first = int(min(set(found[0].epochs.tolist()) & set(found[1].epochs.tolist())))
     screenshots.open_page(page, app, "compare", pair["query"])
+    choose_tab(page, "Predictions")
     show_the_first_epoch(page)
     a, b = (np.bincount(f.test_label.astype(int) * n + f.test_pred[int(np.flatnonzero(f.epochs == first)[0])]
                         .astype(int), minlength=n * n) for f in found)

@@ -19,6 +19,8 @@ from engine import runs
 pytest.importorskip("playwright.sync_api")
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
 
+from tests.test_browser import choose_tab  # noqa: E402
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = PROJECT_ROOT / "tests" / "artifacts"
 TALL = 4000  # px: Streamlit draws only what is in the window, so a tall window shows whole pages at once
@@ -91,10 +93,12 @@ def assert_touching_squares_with_labels_beside(page, title: str, n: int) -> None
 def test_confusion_matrices_are_grids_of_touching_squares_labelled_beside(page, app, query, browser_runs):
     n = len(runs.list_runs(browser_runs)[0].class_names)
     screenshots.open_page(page, app, "run", query)
+    choose_tab(page, "Predictions")
     assert_touching_squares_with_labels_beside(page, "Confusion matrix", n)
     screenshots.after_rerun(page, page.get_by_text("Row-normalised").click)
     assert_touching_squares_with_labels_beside(page, "Confusion matrix", n)
     screenshots.open_page(page, app, "compare", query)
+    choose_tab(page, "Predictions")
     own = page.get_by_test_id("stExpander").filter(has_text="own confusion matrices").locator("summary")
     screenshots.after_rerun(page, own.click, what="open the runs' own matrices")  # drawn once opened
     for title in ("Confusion matrix, A,", "Confusion matrix, B,", "Confusion matrix, B − A"):

@@ -146,6 +146,7 @@ def test_rows_ticked_in_a_filtered_table_open_in_compare(page, app, folder):
     assert sorted(chips(page, "Selected runs", sidebar)) == sorted(names[:2])
     screenshots.after_rerun(page, main(page).get_by_role("link", name="Compare the selected runs").click)
     expect(page.locator("h1")).to_have_text("Compare runs")
+    harness.choose_tab(page, "Predictions")
     expect(page.get_by_text("A right, B wrong").first).to_be_visible()
     assert sorted(chips(page, "Selected runs", sidebar)) == sorted(names[:2])
 

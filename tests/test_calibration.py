@@ -126,9 +126,8 @@ def test_compare_shows_each_runs_ece_of_both_dumps_and_a_dash_without_dumps(monk
         prediction_path(root / bare, tag).unlink()
     selected = [*ids, bare]
     at = go(open_app(monkeypatch, root, selected=selected), "compare")
-    assert not [t for t in at.dataframe if "ECE, final epoch" in t.value.columns]  # drawn once opened
-    at.session_state["cmp_calibration_open"] = True
-    at.run()
+    assert not [t for t in at.dataframe if "ECE, final epoch" in t.value.columns]  # drawn once its tab is chosen
+    go(at, "compare", "Calibration")
     (table,) = [t.value for t in at.dataframe if "ECE, final epoch" in t.value.columns]
     assert len(table) == 3
     for row, run_id in zip(table.itertuples(index=False), selected):

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from dashboard import section_tabs
 from engine import runs
 from engine.safe_io import atomic_write_json
 
@@ -30,10 +31,28 @@ def open_app(monkeypatch, runs_dir: Path, selected: list[str] | None = None, foc
     return at
 
 
-def go(at: AppTest, page: str) -> AppTest:
+def go(at: AppTest, page: str, tab: str | None = None) -> AppTest:
+    """Move to `page`; on a page drawn in tabs, to its `tab` (else the tab it shows first)."""
+    if tab is not None:
+        at.session_state[section_tabs.BY_PAGE[page].key] = tab  # as a click on the tab does
     at.switch_page(f"app_pages/{page}.py").run()
-    assert not at.exception, [e.value for e in at.exception]
+    assert not at.exception, (page, tab, [e.value for e in at.exception])
     return at
+
+
+def figures(at: AppTest) -> dict[str, dict]:
+    """The plotly figures the page drew, by title."""
+    out = {}
+    for node in at.get("plotly_chart"):
+        spec = json.loads(node.proto.spec)
+        title = spec["layout"].get("title", {})
+        out[title.get("text", "") if isinstance(title, dict) else title] = spec
+    return out
+
+
+def titles(at: AppTest) -> list[str]:
+    """The titles of the charts on the page, in order, without their subtitles."""
+    return [title.split("<br>")[0] for title in figures(at)]
 
 
 def metric(at: AppTest, label: str) -> str:
@@ -81,16 +100,20 @@ def test_run_page_shows_key_figures_and_charts(monkeypatch, runs_dir, tiny_run):
     assert at.title[0].value == f"Run {run.name}"
     assert metric(at, "Parameters") == f"{run.model_summary['total_params']:,}"
     assert metric(at, "Final test accuracy") == f"{run.epochs[-1]['test_acc']:.2%}"
-    charts = {node.proto.id for node in at.get("plotly_chart")}
-    assert len(charts) >= 6  # accuracy, loss, LR schedule, LR finder, per class, confusion
-    assert len(at.image) == 16  # the training samples
+    # The first tab alone is drawn on a visit: accuracy, loss, LR schedule, LR finder.
+    assert titles(at) == ["Accuracy per epoch", "Loss per epoch", "Learning-rate schedule", "LR range test"]
+    go(at, "run", "Predictions")
+    assert titles(at)[0] == "Accuracy per class" and titles(at)[1].startswith("Confusion matrix")
+    go(at, "run", "Config and model")
+    assert not titles(at) and len(at.image) == 16  # the training samples
+    assert f"Total params: {run.model_summary['total_params']:,}" in at.text[0].value
 
 
 def test_a_confusion_cell_opens_the_gallery_on_that_pair(monkeypatch, runs_dir, tiny_run):
     dump = final_dump(tiny_run)
     wrong = dump["label"] != dump["pred"]
     true, pred = next((int(t), int(p)) for t, p in zip(dump["label"][wrong], dump["pred"][wrong]))
-    at = open_app(monkeypatch, runs_dir, focus=tiny_run.name)
+    at = go(open_app(monkeypatch, runs_dir, focus=tiny_run.name), "run", "Predictions")
     # AppTest cannot click a plotly point (tests/test_browser.py clicks real cells); this is the picker.
     form_boxes = [box for box in at.selectbox if box.label in ("True class", "Predicted class")]
     form_boxes[0].set_value(true)
@@ -142,12 +165,13 @@ def test_grad_cam_gives_a_map_of_the_image_size_for_each_method(monkeypatch, run
 
 def test_compare_counts_equal_the_dumps_diff(monkeypatch, runs_dir):
     ids = sorted(run_ids(runs_dir))
-    at = go(open_app(monkeypatch, runs_dir, selected=ids), "compare")
+    at = go(open_app(monkeypatch, runs_dir, selected=ids), "compare", "Predictions")
     a, b = final_dump(runs_dir / ids[0]), final_dump(runs_dir / ids[1])
     right_a, right_b = a["pred"] == a["label"], b["pred"] == b["label"]
     assert (a["index"] == b["index"]).all()
     assert int(metric(at, "A right, B wrong")) == int(np.sum(right_a & ~right_b))
     assert int(metric(at, "B right, A wrong")) == int(np.sum(right_b & ~right_a))
+    go(at, "compare", "Key figures and config")
     figures = at.dataframe[0].value
     assert len(figures) == 2
     diff = at.dataframe[1].value

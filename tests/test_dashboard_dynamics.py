@@ -13,12 +13,11 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from dashboard import dynamics_views, metrics
 from engine import dynamics, dynamics_scores, runs
 from engine.run_layout import DYNAMICS_DIR, DYNAMICS_LABELS
-from tests.test_dashboard_issue18 import APP, figures, go, metric, open_app
+from tests.test_dashboard_issue18 import figures, go, link, metric, open_app
 
 CAPTION = re.compile(r"#(\d+) given \*\*(.+?)\*\*")
 
@@ -108,7 +107,7 @@ def test_a_run_without_dynamics_says_so(monkeypatch, tmp_path, recorded):
     shutil.rmtree(moved / DYNAMICS_DIR)
     at = go(open_app(monkeypatch, tmp_path / "runs", {"runs": run.id, "run": run.id}), "dynamics")
     assert any("recorded no training dynamics" in i.value for i in at.info)
-    go(at, "run")  # and the Run page offers the dumps only
+    go(at, "run", "Predictions")  # and the Run page offers the dumps only
     assert at.radio(key="run_dump_kind").options == [runs.TAG_LABELS["final"], runs.TAG_LABELS["best"]]
 
 
@@ -130,7 +129,7 @@ def cells(figure: dict) -> np.ndarray:
 
 def test_the_confusion_matrix_shows_any_epoch_and_its_cells_open_the_gallery_there(monkeypatch, runs_dir, recorded):
     run, found, _ = recorded
-    at = go(open_app(monkeypatch, runs_dir, {"runs": run.id, "run": run.id}), "run")
+    at = go(open_app(monkeypatch, runs_dir, {"runs": run.id, "run": run.id}), "run", "Predictions")
     at.radio(key="run_dump_kind").set_value("epoch").run()
     assert at.select_slider(key="run_dump_epoch").value == found.epochs[-1]
     at.select_slider(key="run_dump_epoch").set_value(int(found.epochs[0])).run()
@@ -140,11 +139,8 @@ def test_the_confusion_matrix_shows_any_epoch_and_its_cells_open_the_gallery_the
     assert (cells(shown) == expected.reshape(-1)).all() and cells(shown).sum() == run.dataset["test_size"]
 
     wrong = int((found.test_label != found.test_pred[0]).sum())
-    monkeypatch.setenv("RUNS_DIR", str(runs_dir))
-    at = AppTest.from_file(APP, default_timeout=120)  # the gallery opened by a link, as a cell click opens it
-    at.query_params.update({"runs": run.id, "run": run.id, "dump": "epoch-1"})
-    at.switch_page("app_pages/misclassified.py").run()
-    assert not at.exception, [e.value for e in at.exception]
+    # the gallery opened by a link, as a cell click opens it
+    at = link(monkeypatch, runs_dir, "misclassified", {"runs": run.id, "run": run.id, "dump": "epoch-1"})
     assert at.radio(key="mis_dump_kind").value == "epoch" and at.select_slider(key="mis_dump_epoch").value == 1
     assert metric(at, "Matching images") == str(wrong)
     assert any("predictions of the epoch 1" in c.value for c in at.caption)
@@ -156,7 +152,7 @@ def test_compare_reads_both_runs_at_the_same_epoch_and_draws_their_difference(mo
     common = sorted(set(recorded[0].epochs.tolist()) & set(recorded[1].epochs.tolist()))
     assert len(common) >= 2  # the fixture runs record every epoch
     ids = [r.id for r in pair]
-    at = go(open_app(monkeypatch, runs_dir, {"runs": ids, "run": ids[0]}), "compare")
+    at = go(open_app(monkeypatch, runs_dir, {"runs": ids, "run": ids[0]}), "compare", "Predictions")
     at.session_state["cmp_own_matrices"] = True  # each run's own matrix is drawn once its expander is opened
     at.radio(key="cmp_source_kind").set_value("epoch").run()
     assert at.select_slider(key="cmp_source_epoch").options == [str(e) for e in common]
@@ -182,7 +178,7 @@ def test_the_run_page_shows_its_calibration(monkeypatch, runs_dir, recorded):
     from engine import calibration
 
     run, _, _ = recorded
-    at = go(open_app(monkeypatch, runs_dir, {"runs": run.id, "run": run.id}), "run")
+    at = go(open_app(monkeypatch, runs_dir, {"runs": run.id, "run": run.id}), "run", "Calibration")
     assert "Reliability diagram" in figures(at)
     (table,) = [t.value for t in at.dataframe if "ECE, final epoch" in t.value.columns]
     for tag in runs.PREDICTION_TAGS:

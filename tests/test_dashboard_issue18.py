@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dashboard import metrics
+from dashboard import metrics, section_tabs
 from engine import runs
 from engine.train import train
 from tests.conftest import tiny_config
+from tests.test_dashboard import figures, go
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 APP = str(PROJECT_ROOT / "dashboard" / "app.py")
@@ -33,9 +34,13 @@ def open_app(monkeypatch, runs_dir: Path, query: dict | None = None) -> AppTest:
     return at
 
 
-def go(at: AppTest, page: str) -> AppTest:
+def link(monkeypatch, runs_dir: Path, page: str, query: dict) -> AppTest:
+    """A new session opened on `page` by a link holding `query`."""
+    monkeypatch.setenv("RUNS_DIR", str(runs_dir))
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params.update(query)
     at.switch_page(f"app_pages/{page}.py").run()
-    assert not at.exception, (page, [e.value for e in at.exception])
+    assert not at.exception, [e.value for e in at.exception]
     return at
 
 
@@ -47,16 +52,6 @@ def param(at: AppTest, key: str) -> list[str]:
     """A URL parameter's values as the page left them (one value or several)."""
     value = at.query_params[key]
     return [value] if isinstance(value, str) else list(value)
-
-
-def figures(at: AppTest) -> dict[str, dict]:
-    """The plotly figures the page drew, by title."""
-    out = {}
-    for node in at.get("plotly_chart"):
-        spec = json.loads(node.proto.spec)
-        title = spec["layout"].get("title", {})
-        out[title.get("text", "") if isinstance(title, dict) else title] = spec
-    return out
 
 
 # ---------------------------------------------------------------- 1. one prediction per image
@@ -118,7 +113,7 @@ COMPARE_CAPTION = re.compile(r"#(\d+): true (.+?) · A (.+?) \((\d+)%\) · B (.+
 def test_compare_shows_the_recorded_predictions_of_a_tta_run(monkeypatch, fast_root):
     """Run B is the `fast` run: each caption's B class and percentage are its recorded ones."""
     plain, fast = (next(r for r in runs.list_runs(fast_root) if r.name == name) for name in ("plain", "fast"))
-    at = go(open_app(monkeypatch, fast_root, {"runs": [plain.id, fast.id]}), "compare")
+    at = go(open_app(monkeypatch, fast_root, {"runs": [plain.id, fast.id]}), "compare", "Predictions")
     dump, names = fast.predictions("final"), fast.class_names
     recorded = metrics.recorded_predictions(dump, dump["index"])
     shown = [COMPARE_CAPTION.search(c) for image in at.get("caption") for c in [image.value]]
@@ -178,15 +173,19 @@ def odd_root(tmp_path, tiny_run) -> tuple[Path, dict[str, str]]:
 
 
 def every_page(at: AppTest, run_ids: list[str]) -> None:
+    """Every page and every tab of a page drawn in tabs, for each run in focus."""
     at.sidebar.multiselect(key="runs").set_value(run_ids).run()
     for run_id in run_ids:
         go(at, "run")
         at.sidebar.selectbox(key="run").set_value(run_id).run()
         for page in PAGES:
-            go(at, page)
-            assert not at.error, (page, run_id, [e.value for e in at.error])
-            for shown in at.metric:
-                assert shown.value not in ("None", "nan", "nan%", "inf"), (page, run_id, shown.label, shown.value)
+            tabs = section_tabs.BY_PAGE[page].labels if page in section_tabs.BY_PAGE else [None]
+            for tab in tabs:
+                go(at, page, tab)
+                assert not at.error, (page, tab, run_id, [e.value for e in at.error])
+                for shown in at.metric:
+                    assert shown.value not in ("None", "nan", "nan%", "inf"), (page, tab, run_id, shown.label,
+                                                                               shown.value)
 
 
 def test_every_page_renders_runs_with_null_nan_infinite_or_missing_metrics(monkeypatch, odd_root):
@@ -276,17 +275,33 @@ def test_a_link_whose_run_is_not_among_its_runs_says_so(monkeypatch, runs_dir):
     assert not [w for w in at.warning if "not among" in w.value]  # a run among the selection: nothing to say
 
 
+def test_a_pages_tab_lives_in_the_url_and_a_link_opens_it(monkeypatch, runs_dir, tiny_run):
+    """The Run and Compare pages draw one tab at a time (a first visit draws no more than it shows);
+    the tab shown is in the URL, so a link opens it, and a link naming no tab says so."""
+    at = link(monkeypatch, runs_dir, "run", {"runs": tiny_run.name, "run": tiny_run.name, "tab": "predictions"})
+    assert [t.split(",")[0] for t in figures(at)] == ["Accuracy per class", "Confusion matrix"]
+    assert param(at, "tab") == ["predictions"] and param(at, "runs") == [tiny_run.name]
+    go(at, "run", "Curves")  # the first tab is the page's plain URL
+    assert "tab" not in at.query_params and "Accuracy per epoch" in figures(at)
+    go(at, "run", "Config and model")
+    assert param(at, "tab") == ["config-and-model"] and not figures(at)
+
+    at = link(monkeypatch, runs_dir, "run", {"runs": tiny_run.name, "run": tiny_run.name, "tab": "matrix"})
+    warned = [w.value for w in at.warning if "tab=matrix" in w.value]
+    assert warned and "predictions" in warned[0], [w.value for w in at.warning]
+    assert "Accuracy per epoch" in figures(at) and "tab" not in at.query_params
+    go(at, "run", "Calibration")  # said once: the person has moved on
+    assert not [w for w in at.warning if "tab=matrix" in w.value]
+
+
 def test_gallery_filters_live_in_the_url(monkeypatch, runs_dir, tiny_run):
     run = runs.load_run(tiny_run)
     dump, names = run.predictions("best"), run.class_names
     wrong = dump["label"] != dump["pred"]
     true = int(np.bincount(dump["label"][wrong]).argmax())
-    monkeypatch.setenv("RUNS_DIR", str(runs_dir))
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.query_params.update({"runs": tiny_run.name, "run": tiny_run.name, "true": names[true], "conf": "0.1-0.9",
-                            "sort": "confidence-low", "per_page": "12", "dump": "best"})
-    at.switch_page("app_pages/misclassified.py").run()
-    assert not at.exception, [e.value for e in at.exception]
+    at = link(monkeypatch, runs_dir, "misclassified",
+              {"runs": tiny_run.name, "run": tiny_run.name, "true": names[true], "conf": "0.1-0.9",
+               "sort": "confidence-low", "per_page": "12", "dump": "best"})
     assert at.multiselect(key="mis_true").value == [true]
     assert at.slider(key="mis_conf").value == (0.1, 0.9)
     assert at.selectbox(key="mis_sort").value == "confidence, low first"
@@ -307,11 +322,8 @@ def test_gallery_filters_live_in_the_url(monkeypatch, runs_dir, tiny_run):
 
 
 def test_a_link_with_filters_this_run_cannot_use_says_so(monkeypatch, runs_dir, tiny_run):
-    monkeypatch.setenv("RUNS_DIR", str(runs_dir))
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.query_params.update({"runs": tiny_run.name, "run": tiny_run.name, "true": "unicorn", "conf": "0.9-0.1"})
-    at.switch_page("app_pages/misclassified.py").run()
-    assert not at.exception
+    at = link(monkeypatch, runs_dir, "misclassified",
+              {"runs": tiny_run.name, "run": tiny_run.name, "true": "unicorn", "conf": "0.9-0.1"})
     warned = " ".join(w.value for w in at.warning)
     assert "true=unicorn" in warned and "conf=0.9-0.1" in warned
     assert at.multiselect(key="mis_true").value == [] and at.slider(key="mis_conf").value == (0.0, 1.0)

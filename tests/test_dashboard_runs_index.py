@@ -260,15 +260,18 @@ def test_compare_of_ten_runs_keeps_short_labels_and_the_legend_below(monkeypatch
     ids = sorted(p.name for p in root.iterdir() if not p.name.startswith("."))
     at = go(open_app(monkeypatch, root, selected=ids), "compare")
     assert not at.error
-    specs = [json.loads(node.proto.spec) for node in at.get("plotly_chart")]
-    curves = [s for s in specs if "per epoch" in json.dumps(s["layout"].get("title", ""))]
-    assert len(curves) == 4
-    for spec in curves + [s for s in specs if "Accuracy per class" in json.dumps(s["layout"].get("title", ""))]:
+    curves = [json.loads(node.proto.spec) for node in at.get("plotly_chart")]
+    assert len(curves) == 4 and all("per epoch" in json.dumps(s["layout"]["title"]) for s in curves)
+    go(at, "compare", "Predictions")
+    per_class = [s for s in (json.loads(node.proto.spec) for node in at.get("plotly_chart"))
+                 if "Accuracy per class" in json.dumps(s["layout"].get("title", ""))]
+    for spec in curves + per_class:
         names = [trace["name"] for trace in spec["data"] if trace.get("name")]
         assert len(set(names)) == 10 and all(len(name) <= 32 for name in names), names
         legend = spec["layout"]["legend"]
         assert legend["orientation"] == "h" and legend["y"] < 0
         assert spec["layout"]["height"] > 340  # taller by the legend's rows: the plot keeps its height
+    go(at, "compare", "Key figures and config")
     diff = at.dataframe[1].value
     assert {"lr", "seed"} <= set(diff.index) and "width" not in diff.index  # only what differs
 

@@ -23,6 +23,7 @@ from engine.cli import main
 from engine.run_summary import summary_of
 from engine.sweep import trial_states
 from engine.sweep_plan import list_sweeps
+from tests.test_dashboard import go
 from tests.test_sweep import SWEEP_FLAGS
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -189,14 +190,12 @@ def test_a_clicked_trial_opens_on_the_run_page(monkeypatch, sweeps):
 # ---------------------------------------------------------------- Compare: seed groups and the verdict
 
 
-def open_compare(monkeypatch, root: Path, ids: list[str]) -> AppTest:
+def open_compare(monkeypatch, root: Path, ids: list[str], tab: str = "Seed groups") -> AppTest:
     monkeypatch.setenv("RUNS_DIR", str(root))
     at = AppTest.from_file(APP, default_timeout=120)
     at.query_params["runs"] = ids
     at.run()
-    at.switch_page("app_pages/compare.py").run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return go(at, "compare", tab)
 
 
 def test_compare_gives_two_seed_groups_a_verdict_with_its_method_and_p_value(monkeypatch, sweeps):
@@ -227,17 +226,18 @@ def test_compare_of_two_single_runs_says_one_seed_each_cannot_tell(monkeypatch, 
 
 
 def test_the_verdict_shows_when_the_runs_have_no_readable_predictions(monkeypatch, sweeps, tmp_path):
-    """Compare's prediction sections stop the page when no dump can be read; the verdict, which needs
-    only the runs' summaries, comes before them and still shows."""
+    """Compare's Predictions tab says no dump can be read; the verdict, which needs only the runs'
+    summaries, still shows in its Seed groups tab."""
     ids = trial_ids(sweeps, "seeds")
     root = tmp_path / "runs"
     for run_id in ids:
         shutil.copytree(sweeps["root"] / run_id, root / run_id)
         shutil.rmtree(root / run_id / layout.PREDICTIONS_DIR)
     at = open_compare(monkeypatch, root, ids)
-    assert any("no readable" in w.value for w in at.warning), [w.value for w in at.warning]
     assert list(groups_table(at)["n"]) == [2, 2]
     assert metric(at, "p-value")
+    go(at, "compare", "Predictions")
+    assert any("no readable" in w.value for w in at.warning), [w.value for w in at.warning]
 
 
 # ---------------------------------------------------------------- the brush's pure parts

@@ -1,10 +1,11 @@
-"""One run in full: curves, LR schedule and range test, key figures, config, model, samples,
-per-class accuracy, a confusion matrix whose cells open the misclassification gallery, and calibration."""
+"""One run in full: key figures, then one tab at a time (dashboard/section_tabs.py): curves, LR
+schedule and range test; per-class accuracy and a confusion matrix whose cells open the
+misclassification gallery; calibration; config, model and training samples."""
 
 import pandas as pd
 import streamlit as st
 
-from dashboard import calibration_view, charts, data, dynamics_data, metrics, widgets
+from dashboard import calibration_view, charts, data, dynamics_data, metrics, section_tabs, widgets
 
 run = widgets.shown_run()
 
@@ -28,46 +29,33 @@ figures[3].metric("First epoch at 85%", reached or metrics.DASH, help=None if re
 figures[4].metric("Max LR", metrics.number_text(run.used_lr, ".3g"))
 figures[5].metric("Epochs", f"{len(run.epochs)} / {run.epochs_planned or '?'}")
 
-# ---------------------------------------------------------------- curves
-epochs, steps = data.epochs(run), data.steps(run.id)
-if epochs.empty:
-    st.info("No epoch has finished yet.")
-else:
+
+def curves() -> None:
+    epochs, steps = data.epochs(run), data.steps(run.id)
+    if epochs.empty:
+        st.info("No epoch has finished yet.")
+    else:
+        left, right = st.columns(2)
+        left.plotly_chart(charts.training_curves(epochs, "acc"), config=charts.CONFIG, key="acc_curve")
+        right.plotly_chart(charts.training_curves(epochs, "loss", steps), config=charts.CONFIG, key="loss_curve")
     left, right = st.columns(2)
-    left.plotly_chart(charts.training_curves(epochs, "acc"), config=charts.CONFIG, key="acc_curve")
-    right.plotly_chart(charts.training_curves(epochs, "loss", steps), config=charts.CONFIG, key="loss_curve")
-left, right = st.columns(2)
-if not steps.empty:
-    left.plotly_chart(charts.lr_schedule(steps), config=charts.CONFIG, key="lr_schedule")
-if run.lr_finder:
-    right.plotly_chart(charts.lr_finder_curve(run.lr_finder), config=charts.CONFIG, key="lr_finder")
-else:
-    right.info("No LR range test recorded: a fixed max LR was given with --lr, or the test has not finished.")
+    if not steps.empty:
+        left.plotly_chart(charts.lr_schedule(steps), config=charts.CONFIG, key="lr_schedule")
+    if run.lr_finder:
+        right.plotly_chart(charts.lr_finder_curve(run.lr_finder), config=charts.CONFIG, key="lr_finder")
+    else:
+        right.info("No LR range test recorded: a fixed max LR was given with --lr, or the test has not finished.")
 
-# ---------------------------------------------------------------- config, model, samples
-left, right = st.columns(2)
-with left.expander("Config", expanded=False):
-    st.dataframe(data.config_table(run), height=400)
-with right.expander("Model summary", expanded=False):
-    text = run.model_summary_text()
-    st.text(text or "No model summary recorded.")
 
-names = widgets.class_names(run)
-samples = data.train_samples(run.id)
-if samples is not None and len(samples["images"]):
-    st.subheader("Training samples")
-    shown = samples["images"][:16]
-    labels = [names[int(y)] if int(y) < len(names) else str(y) for y in samples["labels"][:16]]
-    widgets.image_grid([data.to_png(image, 96) for image in shown], labels, columns=8, width=96)
-
-# ---------------------------------------------------------------- predictions
-st.subheader("Predictions on the test set")
-tag = widgets.prediction_source(run, key="run_dump")
-dump, problems = dynamics_data.predictions_from(run.id, tag) if tag else (None, [])
-if tag and dump is None:
-    st.warning(f"The {dynamics_data.source_label(tag)} predictions could not be read: {'; '.join(problems)}.",
-               icon=":material/warning:")
-if dump is not None:
+def predictions() -> None:
+    """Per-class accuracy and the confusion matrix of the test-set predictions chosen."""
+    tag = widgets.prediction_source(run, key="run_dump")
+    dump, problems = dynamics_data.predictions_from(run.id, tag) if tag else (None, [])
+    if tag and dump is None:
+        st.warning(f"The {dynamics_data.source_label(tag)} predictions could not be read: {'; '.join(problems)}.",
+                   icon=":material/warning:")
+    if dump is None:
+        return
     names = widgets.class_names(run, dump)
     n = len(names)
     sources = dynamics_data.prediction_sources(run)
@@ -96,5 +84,30 @@ if dump is not None:
         if cols[2].form_submit_button("Show these images"):
             widgets.open_gallery(true, pred, tag, names, sources)
 
-# ---------------------------------------------------------------- calibration: can the confidence be trusted
-calibration_view.calibration_section([run.id], key_prefix="run_calibration")
+
+def config_and_model() -> None:
+    left, right = st.columns(2)
+    left.subheader("Config")
+    left.dataframe(data.config_table(run), height=400)
+    right.subheader("Model summary")
+    right.container(height=400).text(run.model_summary_text() or "No model summary recorded.")
+
+    names = widgets.class_names(run)
+    samples = data.train_samples(run.id)
+    if samples is not None and len(samples["images"]):
+        st.subheader("Training samples")
+        shown = samples["images"][:16]
+        labels = [names[int(y)] if int(y) < len(names) else str(y) for y in samples["labels"][:16]]
+        widgets.image_grid([data.to_png(image, 96) for image in shown], labels, columns=8, width=96)
+
+
+section, tab = section_tabs.RUN.draw()
+with tab:
+    if section == "Curves":
+        curves()
+    elif section == "Predictions":
+        predictions()
+    elif section == "Calibration":  # can the confidence be trusted
+        calibration_view.calibration_section([run.id], key_prefix="run_calibration", heading=False)
+    else:
+        config_and_model()
