@@ -18,7 +18,7 @@ import torch
 
 from bench import dynamics_bench, label_noise, sweep_bench, training
 from bench.paths import ROOT, SAMPLE
-from engine.data import load_npz
+from engine.datasets import load_npz
 from engine.device import device_name, pick_device
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from bench.paths import SAMPLE
 from engine import dynamics, runs
 from engine.config import build_config
-from engine.data import ImageDataset, load_npz
+from engine.datasets import ImageDataset, load_npz
 from engine.train import train
 
 

@@ -44,7 +44,7 @@ import torch
 
 from bench.paths import SAMPLE
 from engine import cli, runs
-from engine.data import load_npz
+from engine.datasets import load_npz
 from engine.device import device_name, pick_device
 from engine.profiling import PREFIX
 from engine.safe_io import atomic_write_json

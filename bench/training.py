@@ -16,7 +16,8 @@ import torch
 from engine import runs
 from engine.calibration import expected_calibration_error
 from engine.config import build_config
-from engine.data import ImageDataset, TrainBatches, to_device_tensor
+from engine.data import TrainBatches, to_device_tensor
+from engine.datasets import ImageDataset
 from engine.device import autocast_dtype, pick_device, synchronize
 from engine.evaluate import predict
 from engine.lr_finder import range_test

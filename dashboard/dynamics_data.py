@@ -113,7 +113,7 @@ def mislabelled_csv(run_id: str) -> bytes:
 
 @st.cache_resource(max_entries=2, show_spinner="Loading the run's training images…")
 def _train_set(path: str, stamp: tuple) -> tuple[np.ndarray | None, str]:
-    from engine.data import DatasetError
+    from engine.datasets import DatasetError
     from engine.run_dataset import load_run_dataset
 
     run = data.runs.load_run(Path(path))

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from engine import distributed
 from engine.config import TrainConfig, fit_batch_to_dataset
-from engine.data import ImageDataset, load_dataset
+from engine.datasets import ImageDataset, load_dataset
 from engine.distributed import World
 from engine.training_plan import plan_training
 

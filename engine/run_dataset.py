@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from engine.data import DatasetError, ImageDataset, load_dataset
+from engine.datasets import DatasetError, ImageDataset, load_dataset
 
 
 def load_run_dataset(config: Mapping[str, Any] | None, dataset: Mapping[str, Any] | None) -> ImageDataset:

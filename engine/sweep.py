@@ -170,7 +170,7 @@ def check_on_data(plan: SweepPlan, jobs: Sequence[Job]) -> dict[tuple[str, str],
     every fresh trial, so that a sweep that cannot run is refused whole. Returns the loaded
     datasets, which trials run here share."""
     from engine.config import config_from_dict
-    from engine.data import load_dataset
+    from engine.datasets import load_dataset
     from engine.device import prepare_run
 
     loaded: dict[tuple[str, str], Any] = {}

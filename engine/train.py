@@ -19,7 +19,8 @@ from tqdm import tqdm
 
 from engine import checkpoint, commands, distributed, dynamics, runs
 from engine.config import TrainConfig, config_from_dict
-from engine.data import ImageDataset, PlacedData, TrainBatches, place_on_device, shard_bounds, train_samples
+from engine.data import PlacedData, TrainBatches, place_on_device, shard_bounds, train_samples
+from engine.datasets import ImageDataset
 from engine.device import Stopped, StopRequest, autocast_dtype, environment, prepare_run, synchronize
 from engine.distributed import World
 from engine.ema import WeightEMA

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from engine.config import build_config
-from engine.data import ImageDataset, load_npz
+from engine.datasets import ImageDataset, load_npz
 from engine.train import train
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

@@ -84,7 +84,7 @@ def test_malformed_npz_is_refused_and_nothing_is_written(tmp_path, changes, frag
     code = main(["train", "--dataset", f"npz:{npz}", "--runs-dir", str(runs_dir), "--lr", "0.1"])
     assert code == 2
     assert not runs_dir.exists() or not any(runs_dir.iterdir())
-    from engine.data import DatasetError, load_npz
+    from engine.datasets import DatasetError, load_npz
     with pytest.raises(DatasetError) as info:
         load_npz(npz)
     assert fragment in str(info.value)
@@ -93,7 +93,7 @@ def test_malformed_npz_is_refused_and_nothing_is_written(tmp_path, changes, frag
 def test_garbage_file_as_npz(tmp_path):
     npz = tmp_path / "garbage.npz"
     npz.write_bytes(b"not a zip at all")
-    from engine.data import DatasetError, load_npz
+    from engine.datasets import DatasetError, load_npz
     with pytest.raises(DatasetError, match="not a readable .npz"):
         load_npz(npz)
 

@@ -4,7 +4,8 @@ import numpy as np
 import torch
 
 from engine.config import build_config
-from engine.data import CIFAR10_STD, augment, cutout, load_digits, normalize, random_crop, random_flip
+from engine.data import augment, cutout, normalize, random_crop, random_flip
+from engine.datasets import CIFAR10_STD, load_digits
 
 
 def test_sample_loads_with_known_labels_and_the_cifar_statistics(sample):

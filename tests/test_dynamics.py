@@ -20,7 +20,7 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from dashboard import metrics
 from engine import dynamics, dynamics_scores, runs
-from engine.data import ImageDataset, load_digits
+from engine.datasets import ImageDataset, load_digits
 from engine.run_layout import dynamics_file
 from engine.train import resume, train
 from tests.conftest import PROJECT_ROOT, tiny_config

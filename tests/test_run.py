@@ -185,7 +185,7 @@ def test_a_warning_raised_during_the_range_test_reaches_the_user(sample):
     runs it (a plain process, default warning filters), since pytest records warnings itself."""
     code = textwrap.dedent("""
         import torch
-        from engine.data import load_npz
+        from engine.datasets import load_npz
         from engine.lr_finder import range_test
         from tests.conftest import SAMPLE
         from tests.test_run import WarningLoss, finder_parts
