@@ -3,8 +3,8 @@ keys of `../shared/data/README.md`, and `digits`, scikit-learn's bundled handwri
 to 3x32x32, so a first run works offline.
 
 Apart from the augmentation (engine/data.py) because the dashboard reads training images back
-through it (engine/run_dataset.py): an npz dataset loads without importing torch, which takes a
-second or two on 2 cores (CIFAR-10 needs torchvision's reader, the digits torch's resize)."""
+through it (engine/run_dataset.py): an npz dataset and the digits load without importing torch,
+which takes a second or two on 2 cores (CIFAR-10 needs torchvision's reader)."""
 
 from __future__ import annotations
 
@@ -111,18 +111,32 @@ def load_cifar10(data_dir: Path) -> ImageDataset:
     )
 
 
+def upscale_bilinear(images: np.ndarray, size: int) -> np.ndarray:
+    """(N, h, w) images resized to (N, size, size) as torch's `interpolate(mode="bilinear",
+    align_corners=False)` does (each output pixel's centre mapped back, clamped at the edge), in
+    numpy, so the digits load without torch. For the digits (sixteenths, scaled by a power of two)
+    every product and sum is exact, so the pixels, and the dataset's fingerprint, are torch's to the
+    bit (tests/test_data.py compares them)."""
+    def taps(inside: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        source = np.maximum((np.arange(size) + 0.5) * (inside / size) - 0.5, 0.0)
+        low = np.floor(source).astype(int)
+        return low, np.minimum(low + 1, inside - 1), source - low
+
+    rows, cols = (taps(n) for n in images.shape[1:3])
+    top, bottom = images[:, rows[0]], images[:, rows[1]]
+    across = [(1 - cols[2]) * half[:, :, cols[0]] + cols[2] * half[:, :, cols[1]] for half in (top, bottom)]
+    return (1 - rows[2])[:, None] * across[0] + rows[2][:, None] * across[1]
+
+
 def load_digits() -> ImageDataset:
     """scikit-learn's 1,797 handwritten digits (8x8, 0..16), upscaled to 3x32x32 uint8.
 
     A fixed shuffle splits them 80/20, so every machine sees the same train and test sets."""
-    import torch
     from sklearn.datasets import load_digits as sk_digits
 
     bunch = sk_digits()
-    images = torch.from_numpy(bunch.images.astype(np.float32) / 16.0)[:, None]
-    images = torch.nn.functional.interpolate(images, size=(32, 32), mode="bilinear", align_corners=False)
-    images = (images.clamp(0, 1) * 255).round().to(torch.uint8).repeat(1, 3, 1, 1)
-    x = images.permute(0, 2, 3, 1).contiguous().numpy()
+    gray = (np.clip(upscale_bilinear(bunch.images / 16.0, 32), 0, 1) * 255).round().astype(np.uint8)
+    x = np.repeat(gray[..., None], 3, axis=-1)
     y = bunch.target.astype(np.int64)
     order = np.random.default_rng(0).permutation(len(y))
     cut = int(len(y) * 0.8)

@@ -66,3 +66,17 @@ def test_augment_transforms_each_image_and_normalises(sample):
     assert unchanged < 0.05
     assert abs(out.mean().item()) < 0.3
     assert torch.equal(out, augment(x, c, mean, std, torch.Generator().manual_seed(0)))
+
+
+def test_the_digits_are_upscaled_as_torchs_bilinear_interpolate_does_to_the_bit():
+    """engine.datasets resizes the digits in numpy (so the dashboard loads them without torch); the
+    pixels, and so every digits run's dataset fingerprint, must stay those of torch's resize."""
+    from sklearn.datasets import load_digits as sk_digits
+
+    from engine.datasets import upscale_bilinear
+
+    images = sk_digits().images / 16.0
+    expected = torch.nn.functional.interpolate(torch.from_numpy(images.astype(np.float32))[:, None], size=(32, 32),
+                                               mode="bilinear", align_corners=False)[:, 0].numpy()
+    assert np.array_equal(upscale_bilinear(images, 32), expected)
+    assert load_digits().x_train.shape[1:] == (32, 32, 3)
