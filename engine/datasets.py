@@ -9,6 +9,7 @@ which takes a second or two on 2 cores (CIFAR-10 needs torchvision's reader)."""
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import socket
 import zipfile
 from dataclasses import dataclass
@@ -128,16 +129,29 @@ def upscale_bilinear(images: np.ndarray, size: int) -> np.ndarray:
     return (1 - rows[2])[:, None] * across[0] + rows[2][:, None] * across[1]
 
 
+def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's digits as (1797, 8, 8) float pixels 0..16 and int64 labels, read from the file
+    it bundles without importing scikit-learn, which imports scipy.stats (1-2 s on 2 cores, paid by a
+    digits run's Training dynamics page); scikit-learn's own loader where that file is not found."""
+    spec = importlib.util.find_spec("sklearn")
+    folders = spec.submodule_search_locations if spec else None
+    path = Path(folders[0]) / "datasets" / "data" / "digits.csv.gz" if folders else None
+    if path is None or not path.is_file():
+        from sklearn.datasets import load_digits as sk_digits
+
+        bunch = sk_digits()
+        return bunch.images, bunch.target.astype(np.int64)
+    table = np.loadtxt(path, delimiter=",")
+    return table[:, :-1].reshape(-1, 8, 8), table[:, -1].astype(np.int64)
+
+
 def load_digits() -> ImageDataset:
     """scikit-learn's 1,797 handwritten digits (8x8, 0..16), upscaled to 3x32x32 uint8.
 
     A fixed shuffle splits them 80/20, so every machine sees the same train and test sets."""
-    from sklearn.datasets import load_digits as sk_digits
-
-    bunch = sk_digits()
-    gray = (np.clip(upscale_bilinear(bunch.images / 16.0, 32), 0, 1) * 255).round().astype(np.uint8)
+    pixels, y = digits_arrays()
+    gray = (np.clip(upscale_bilinear(pixels / 16.0, 32), 0, 1) * 255).round().astype(np.uint8)
     x = np.repeat(gray[..., None], 3, axis=-1)
-    y = bunch.target.astype(np.int64)
     order = np.random.default_rng(0).permutation(len(y))
     cut = int(len(y) * 0.8)
     train, test = order[:cut], order[cut:]

@@ -80,3 +80,15 @@ def test_the_digits_are_upscaled_as_torchs_bilinear_interpolate_does_to_the_bit(
                                                mode="bilinear", align_corners=False)[:, 0].numpy()
     assert np.array_equal(upscale_bilinear(images, 32), expected)
     assert load_digits().x_train.shape[1:] == (32, 32, 3)
+
+
+def test_the_digits_file_read_directly_holds_scikit_learns_digits():
+    """engine.datasets reads scikit-learn's bundled digits file itself (importing scikit-learn costs
+    a second or more); the pixels and labels must be those scikit-learn's loader gives."""
+    from sklearn.datasets import load_digits as sk_digits
+
+    from engine.datasets import digits_arrays
+
+    pixels, labels = digits_arrays()
+    bunch = sk_digits()
+    assert np.array_equal(pixels, bunch.images) and np.array_equal(labels, bunch.target)

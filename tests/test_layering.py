@@ -102,8 +102,8 @@ def test_the_dashboards_modules_load_without_torch_or_scipy():
 
 def test_a_runs_npz_or_digits_dataset_loads_again_without_torch(tmp_path):
     """The Training dynamics page shows training images by loading the run's dataset again; for an
-    npz dataset or the bundled digits that must not import torch (2-3 s of the page's first visit on
-    2 cores)."""
+    npz dataset or the bundled digits that must not import torch or scikit-learn (2-3 s of the page's
+    first visit on 2 cores)."""
     rng = np.random.default_rng(0)
     path = tmp_path / "tiny.npz"
     np.savez(path, x_train=rng.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8), y_train=np.arange(6) % 2,
@@ -116,11 +116,11 @@ def test_a_runs_npz_or_digits_dataset_loads_again_without_torch(tmp_path):
             "data = load_run_dataset({'dataset': spec}, {'fingerprint': fingerprint})\n"
             "from engine.datasets import load_digits\n"
             "digits = load_run_dataset({'dataset': 'digits'}, {'fingerprint': load_digits().fingerprint()})\n"
-            "print(len(data.x_train), len(digits.x_train), 'torch' in sys.modules)")
+            "print(len(data.x_train), len(digits.x_train), [m for m in ('torch', 'sklearn') if m in sys.modules])")
     result = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["6", "1437", "False"]
+    assert result.stdout.split() == ["6", "1437", "[]"]
 
 
 def test_dashboard_pages_neither_import_torch_nor_read_files():
