@@ -6,7 +6,8 @@
 Builds N runs (default 20) with 10,000-image prediction dumps through the engine's own writer
 (one with a real width-64 checkpoint), then times: the first page, a gallery filter change, and
 Grad-CAM for 16 images at the default settings. `--browser` adds `browser_timings`: every page
-in Chromium, cold and warm, to "script finished" and to "charts drawn" (the browser suite records
+in Chromium, cold and warm, to "script finished" and to "charts drawn", the Sweep and Training
+dynamics pages over a real sweep of two digits trials it trains first (the browser suite records
 the same into tests/artifacts/page_timings.json; `--report` prints such a file against the
 goals). Prints a table; writes bench/results/dashboard.json (or --out FILE). Goals on a 2-core
 CPU: every page warm < 1 s and cold < 3 s in the browser, a filter change < 0.5 s, Grad-CAM (16
@@ -80,6 +81,22 @@ def build_runs(root: Path, count: int, images: int, epochs: int = 20) -> list[st
     return ids
 
 
+def build_sweep(root: Path) -> tuple[str, list[str]]:
+    """A real sweep of two short trials on the bundled digits (a few seconds on 2 cores), whose runs
+    record training dynamics: the Sweep page's chart and the Training dynamics page's data map and
+    training images, which the synthetic runs above cannot show. Returns the sweep's id and its runs."""
+    from engine.cli import main as cli
+    from engine.sweep import trial_states
+    from engine.sweep_plan import list_sweeps
+
+    flags = ["--dataset", "digits", "--batch-size", "64", "--epochs", "3", "--lr", "0.05",
+             "--threads", "2", "--grid", "width=4,8", "--name", "bench-sweep", "--runs-dir", str(root)]
+    if cli(["sweep", *flags]) != 0:
+        raise RuntimeError("the bench's digits sweep did not complete")
+    (plan,), _ = list_sweeps(root)
+    return plan.id, [state.run_id for state in trial_states(plan, root)]
+
+
 def timed(action) -> float:
     start = time.perf_counter()
     action()
@@ -141,41 +158,51 @@ def measure(root: Path, focus: str, repeats: int) -> dict:
     return results
 
 
-def browser_timings(root: Path, focus: list[str], repeats: int = 3, cold_repeats: int = 3) -> dict:
+def browser_timings(root: Path, focus: list[str], repeats: int = 3, cold_repeats: int = 3,
+                    sweep: tuple[str, list[str]] | None = None) -> dict:
     """Seconds to a rendered page in Chromium, for every page, each as `script` (the run finished,
     Streamlit's "notRunning") and `drawn` (also every chart in the window plotted). `cold`: the
     first visit of the page since the server started, in a new tab of a browser with an empty
     cache (median of `cold_repeats` servers, each visiting every page in turn; single tries move
     by half a second on a 2-core machine). `warm`: moving to the page through the sidebar in an
-    open dashboard, after one visit of every page (median of `repeats`). Plus a gallery filter
-    change and Grad-CAM for 16 images."""
+    open dashboard, after one visit of every page (median of `repeats`). With `sweep` (its id and
+    runs, `build_sweep`), also the Sweep page and the Training dynamics page over a run that
+    recorded dynamics ("dynamics_recorded"). Plus a gallery filter change and Grad-CAM for 16 images."""
     from playwright.sync_api import sync_playwright
 
     from bench import screenshots
 
     query = "&".join(f"runs={r}" for r in focus) + f"&run={focus[0]}"
-    colds, warm = {name: [] for name in screenshots.PAGES}, {name: [] for name in screenshots.PAGES}
+    # (page name in the timings, page in the app, its URL's query); each group shares one tab when warm
+    groups = [[(name, name, query) for name in screenshots.PAGES]]
+    if sweep:
+        sweep_query = "&".join(f"runs={r}" for r in sweep[1]) + f"&run={sweep[1][0]}"
+        groups.append([("dynamics_recorded", "dynamics", sweep_query),
+                       ("sweep", "sweep", f"{sweep_query}&sweep={sweep[0]}")])
+    visits = [visit for group in groups for visit in group]
+    colds, warm = {name: [] for name, _, _ in visits}, {name: [] for name, _, _ in visits}
     with sync_playwright() as playwright:
         browser = screenshots.launch(playwright)
         for _ in range(cold_repeats):
             with screenshots.dashboard(root) as url:
-                for name in screenshots.PAGES:
+                for name, app_page, its_query in visits:
                     page = screenshots.new_page(browser)
                     colds[name].append(screenshots.timed_rerun(
-                        page, partial(page.goto, screenshots.page_url(url, name, query))))
+                        page, partial(page.goto, screenshots.page_url(url, app_page, its_query))))
                     page.close()
         browser.close()
     with screenshots.dashboard(root) as url, sync_playwright() as playwright:
         browser = screenshots.launch(playwright)
-        page = screenshots.new_page(browser)
-        screenshots.open_page(page, url, "runs", query)
-        nav = page.get_by_test_id("stSidebarNav")
-        for round_ in range(repeats + 1):  # the first round loads each page's scripts into the tab
-            for name in screenshots.PAGES:
-                link = nav.locator(f"a[href$='/{'' if name == 'runs' else name}']")
-                seconds = screenshots.timed_rerun(page, link.click)
-                if round_:
-                    warm[name].append(seconds)
+        for group in groups:
+            page = screenshots.new_page(browser)
+            screenshots.open_page(page, url, "runs", group[0][2])
+            nav = page.get_by_test_id("stSidebarNav")
+            for round_ in range(repeats + 1):  # the first round loads each page's scripts into the tab
+                for name, app_page, _ in group:
+                    link = nav.locator(f"a[href$='/{'' if app_page == 'runs' else app_page}']")
+                    seconds = screenshots.timed_rerun(page, link.click)
+                    if round_:
+                        warm[name].append(seconds)
         screenshots.open_page(page, url, "misclassified", query)
         box = page.get_by_test_id("stMultiSelect").filter(has_text="True class")
         changes = []
@@ -248,7 +275,7 @@ def main() -> None:
         ids = build_runs(root, args.runs, args.images)
         build_s = time.perf_counter() - started
         results = measure(root, ids[-1], args.repeats)
-        browser = browser_timings(root, [ids[-1], ids[-2]]) if args.browser else None
+        browser = browser_timings(root, [ids[-1], ids[-2]], sweep=build_sweep(root)) if args.browser else None
     summary = {**{k: round(v, 4) for k, v in results.items()}, "runs": args.runs, "images_per_dump": args.images,
               "build_s": round(build_s, 2), "cpu_count": os.cpu_count(), "platform": platform.platform(),
               "targets_s": TARGETS, **({"browser": browser} if browser else {})}
