@@ -2,7 +2,7 @@
 
 Streamlit draws every tab's content unless a tab change reruns the page (`on_change="rerun"`),
 and a chart page's first visit waits for every chart on it: on a 2-core machine the Run and
-Compare pages' cold visits took 3.7 and 4.1 s with every section drawn, 2.7 and 2.8 s with their
+Compare pages' cold visits took 3.7 and 4.1 s with every section drawn, 2.5 s with their
 first tab only (bench/dashboard_bench.py --browser). So they draw one section at a time.
 
 The chosen tab is kept for the session, as the run selection is, so leaving the page and coming
