@@ -64,6 +64,13 @@ class SectionTabs:
         st.session_state[self.key] = label  # the widget shows it, before it is made
         return {} if label == self.labels[0] else {TAB_PARAM: slug(label)}
 
+    def open_next(self, label: str) -> None:
+        """Make `label` the tab the page shows when it is next opened in this session: for a button
+        on another page that leads to this one for that section (the Sweep page's "Compare the
+        ticked trials" opens Compare's Seed groups)."""
+        st.session_state.setdefault(CHOSEN, {})[self.key] = label
+        st.session_state.pop(self.key, None)  # a widget value left from an earlier visit would win
+
     def draw(self) -> tuple[str, DeltaGenerator]:
         """The tab strip; returns the chosen tab's label and container, the only one to fill."""
         unknown = st.session_state.pop(UNKNOWN, None)

@@ -116,7 +116,9 @@ def test_two_seed_groups_go_to_compare_and_the_verdict_shows(page, app, sweeps):
                                 what=f"tick row {row + 1}")
     button = page.get_by_role("button", name=f"Compare the {len(states)} ticked trials")
     screenshots.after_rerun(page, button.click, what="compare the ticked trials")
-    expect(page.locator("h1")).to_have_text("Compare runs")
+    expect(page.locator("h1")).to_have_text("Compare runs")  # on its Seed groups tab, which the button is for
+    expect(page.get_by_role("tab", name="Seed groups", exact=True)).to_have_attribute("aria-selected", "true")
+    assert "tab=seed-groups" in page.url, page.url
     by_lr: dict[float, list[float]] = {}
     for state in states:
         by_lr.setdefault(state.trial.params["lr"], []).append(state.value("best_test_acc"))

@@ -7,7 +7,7 @@ import zlib
 
 import streamlit as st
 
-from dashboard import data, parcoords_brush, seed_view, sweep_chart, sweep_data, widgets
+from dashboard import data, parcoords_brush, section_tabs, seed_view, sweep_chart, sweep_data, widgets
 from engine import commands
 
 SWEEP_PARAM = "sweep"
@@ -102,6 +102,7 @@ if st.button(f"Compare the {len(picked)} ticked trials", disabled=len(picked) < 
              help="Opens them on the Compare page, with their seed groups and whether they differ by more "
                   "than seed noise."):
     st.session_state[widgets.SELECTED] = list(picked)
+    section_tabs.COMPARE.open_next("Seed groups")
     st.switch_page("app_pages/compare.py", query_params=widgets.url_state())
 
 # ---------------------------------------------------------------- seed groups
