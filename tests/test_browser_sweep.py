@@ -1,6 +1,6 @@
 """The Sweep page in a real browser (Playwright + Debian's chromium) over real tiny sweeps
-(tests/test_dashboard_sweep.py's `make_sweeps`): a brush dragged on an axis of the
-parallel-coordinates chart filters the trials table and a click beside it clears it, a clicked
+(tests/test_dashboard_sweep.py's `make_sweeps`): a box dragged over an axis's points on the
+parallel-coordinates chart filters the trials table and a double-click clears it, a clicked
 trial opens on the Run page, and ticked trials of two seed groups go to Compare, where the verdict
 shows. Uses the harness of bench/screenshots.py and the fixtures of tests/test_browser.py. Skips
 without chromium or the sample."""
@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 
 from bench import screenshots
+from dashboard import sweep_chart
 from engine import seed_stats
 from engine.sweep import trial_states
 from tests.test_browser import browser, metric, page  # noqa: F401
@@ -22,8 +23,14 @@ from playwright.sync_api import expect  # noqa: E402
 pytestmark = pytest.mark.skipif(not screenshots.CHROMIUM.exists(), reason="/usr/bin/chromium is not installed "
                                 "(apt-get install chromium)")
 ROW_PX = 35  # st.dataframe's row and header height
-CHART = "iframe[title='dashboard.parcoords_brush.parcoords_brush']"  # the component's frame (its module.name)
-DIMENSIONS = "el => el.data[0].dimensions.map(d => ({name: d.name, constraintrange: d.constraintrange || null}))"
+# The chart's pixel for a point (axis, height) in its own coordinates, found by its title.
+FIND_CHART = """title => [...document.querySelectorAll('.js-plotly-plot')].find(
+    e => (((e._fullLayout || {}).title || {}).text || '').replace(/<[^>]+>/g, '') === title)"""
+CHART_PIXEL = """([title, x, y]) => {
+  const el = (""" + FIND_CHART + """)(title);
+  const box = el.getBoundingClientRect(), xa = el._fullLayout.xaxis, ya = el._fullLayout.yaxis;
+  return [box.left + xa._offset + xa.l2p(x), box.top + ya._offset + ya.l2p(y)];
+}"""
 
 
 @pytest.fixture(scope="module")
@@ -54,47 +61,34 @@ def table_trials(page) -> list[int]:
     return [int(rows.nth(i).locator("td").nth(0).inner_text()) for i in range(rows.count())]
 
 
-def chart(page):
-    plot = page.frame_locator(CHART).locator(".js-plotly-plot")
-    expect(plot.locator(".axis-brush").first).to_be_attached()
-    return plot
+def pixel(page, axis: float, height: float) -> list[float]:
+    page.wait_for_function(FIND_CHART, arg=sweep_chart.TITLE)
+    return page.evaluate(CHART_PIXEL, [sweep_chart.TITLE, axis, height])
 
 
-def dimensions(page) -> dict[str, list[float] | None]:
-    return {d["name"]: d["constraintrange"] for d in chart(page).evaluate(DIMENSIONS)}
-
-
-def axis_box(page, n: int) -> dict:
-    """The n-th axis's brush area, in the page's coordinates (the mouse's)."""
-    return chart(page).locator(".axis-brush").nth(n).bounding_box()
-
-
-def test_a_brush_dragged_on_an_axis_filters_the_table_and_a_click_beside_it_clears_it(page, app, sweeps):
+def test_a_box_dragged_over_an_axis_filters_the_table_and_a_double_click_clears_it(page, app, sweeps):
     plan = sweeps["seeds"]
     open_sweep(page, app, sweeps)
     by_best = [s.trial.number for s in sorted(trial_states(plan, sweeps["root"]),
                                               key=lambda s: (-s.value("best_test_acc"), s.trial.number))]
     assert table_trials(page) == by_best
-    assert dimensions(page)["lr"] is None
-    lr = axis_box(page, 0)  # lr 0.02 at the bottom, 0.08 at the top
-    x = lr["x"] + lr["width"] / 2
+    (left, top), (right, bottom) = pixel(page, -0.25, 1.04), pixel(page, 0.25, 0.7)  # lr 0.08 at the top
 
-    def drag_over_the_top_third():
-        page.mouse.move(x, lr["y"] + lr["height"] * 0.3)
+    def drag_a_box_over_lr_top() -> None:
+        page.mouse.move(left, top)
         page.mouse.down()
-        page.mouse.move(x, lr["y"] - 20, steps=8)  # past the axis's end: the brush stops there
+        for step in range(1, 6):
+            page.mouse.move(left + (right - left) * step / 5, top + (bottom - top) * step / 5)
         page.mouse.up()
 
-    screenshots.after_rerun(page, drag_over_the_top_third, what="brush lr's top third")
+    screenshots.after_rerun(page, drag_a_box_over_lr_top, what="box over lr's top point")
     high_lr = [n for n in by_best if plan.trials[n - 1].params["lr"] == 0.08]
     expect(page.get_by_role("heading", name="Trials (2 of 4)")).to_be_visible()
     assert table_trials(page) == high_lr
-    low, high = dimensions(page)["lr"]  # the chart, redrawn by the page's run, keeps the brush
-    assert 0.02 < low < 0.08 <= high
-    screenshots.after_rerun(page, lambda: page.mouse.click(x, lr["y"] + lr["height"] * 0.9),
-                            what="click lr outside its brush")
+    middle = pixel(page, 1.5, 0.5)
+    screenshots.after_rerun(page, lambda: page.mouse.dblclick(*middle), what="double-click the chart")
     expect(page.get_by_role("heading", name="Trials (4 of 4)")).to_be_visible()
-    assert dimensions(page)["lr"] is None
+    assert table_trials(page) == by_best
 
 
 def test_a_clicked_trial_opens_on_the_run_page(page, app, sweeps):

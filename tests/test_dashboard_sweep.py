@@ -1,14 +1,14 @@
 """The Sweep page and the seed groups on Compare, driven with Streamlit's AppTest over real tiny
 sweeps made by `resnet-runs sweep` (the flags of tests/test_sweep.py): the page lists the sweeps
-and keeps the one shown in the URL, the trials are sorted by result, a brush on an axis filters the
-table and stays drawn on the chart, a clicked trial opens on the Run page, and the seed groups and
-the verdict show the numbers engine/seed_stats.py gives. Plus the brush's pure parts."""
+and keeps the one shown in the URL, the trials are sorted by result, the chart draws every trial,
+a clicked trial opens on the Run page, and the seed groups and the verdict show the numbers
+engine/seed_stats.py gives. Plus the brush's pure parts: a box dragged over an axis's points keeps
+those points' trials."""
 
 from __future__ import annotations
 
 import json
 import math
-import re
 import shutil
 from pathlib import Path
 
@@ -104,9 +104,9 @@ def test_the_page_lists_the_sweeps_and_shows_the_trials_best_first(monkeypatch, 
         assert (row.lr, row.seed) == (trial.params["lr"], trial.seed)
         assert row.best_test_acc == pytest.approx(best(sweeps, row.run_id) * 100)
         assert row.final_test_acc == pytest.approx(sweeps["summaries"][row.run_id]["final_test_acc"] * 100)
-    assert [(d["name"], d["label"]) for d in chart_dimensions(at)] == [
-        ("lr", "lr"), ("seed", "seed"), ("best_test_acc", "best test acc (%)"),
-        ("final_test_acc", "final test acc (%)")]
+    assert chart_axes(at) == ["lr", "seed", "best test acc (%)", "final test acc (%)"]
+    points = chart(at)["data"][-1]  # the trials' points, four axes each
+    assert sorted(c[0] for c in points["customdata"]) == sorted([row.trial for row in table.itertuples()] * 4)
 
 
 def test_a_link_opens_its_sweep_and_an_unknown_one_is_named(monkeypatch, sweeps):
@@ -118,47 +118,15 @@ def test_a_link_opens_its_sweep_and_an_unknown_one_is_named(monkeypatch, sweeps)
     assert at.selectbox(key="sweep_picker").value == sweeps["cutout"].id
 
 
-def chart(at: AppTest):
-    """The parallel-coordinates chart: dashboard/parcoords_brush.py's component, which AppTest
-    holds as an element it does not know (its figure is in its arguments)."""
-    (found,) = [e for e in at.get("component_instance") if e.proto.component_name.endswith("parcoords_brush")]
-    return found
+def chart(at: AppTest) -> dict:
+    """The parallel-coordinates chart's figure, as the page sent it."""
+    (found,) = [e for e in at.get("plotly_chart") if json.loads(e.proto.spec)["layout"]["title"]["text"]
+                == sweep_chart.TITLE]
+    return json.loads(found.proto.spec)
 
 
-def chart_dimensions(at: AppTest) -> list[dict]:
-    return json.loads(chart(at).proto.json_args)["figure"]["data"][0]["dimensions"]
-
-
-def brush(at: AppTest, brushes) -> None:
-    """Brush the chart as the browser does: the component's value, under its key (an element id
-    ends with its key), then the run that value starts."""
-    key = re.search(r"(sweep_brush_\S+)$", chart(at).proto.id).group(1)
-    at.session_state[key] = brushes
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-
-
-def test_a_brush_on_an_axis_filters_the_table_and_stays_drawn_on_the_chart(monkeypatch, sweeps):
-    at = open_sweep_page(monkeypatch, sweeps["root"], {"sweep": sweeps["seeds"].id})
-    assert not any("constraintrange" in d for d in chart_dimensions(at))
-    brush(at, {"lr": [[0.06, 0.09]]})
-    table = trials_table(at)
-    assert list(table["lr"]) == [0.08, 0.08]
-    assert list(table["best_test_acc"]) == sorted(table["best_test_acc"], reverse=True)
-    assert {d["name"]: d.get("constraintrange") for d in chart_dimensions(at)}["lr"] == [0.06, 0.09]
-    top = max(table["best_test_acc"])
-    brush(at, {"lr": [[0.06, 0.09]], "best_test_acc": [[top - 1e-6, top + 1]]})
-    assert list(trials_table(at)["best_test_acc"]) == [top]
-    assert at.subheader[0].value == "Trials (1 of 4)"
-    brush(at, {"lr": [[0.0, 0.03], [0.07, 0.09]]})  # two ranges on one axis: either
-    assert len(trials_table(at)) == 4
-
-
-def test_what_a_browser_sends_that_is_no_brush_is_ignored(monkeypatch, sweeps):
-    at = open_sweep_page(monkeypatch, sweeps["root"], {"sweep": sweeps["seeds"].id})
-    brush(at, {"lr": "0.08", "no_such_axis": [[0, 1]], "seed": [[1, "x"]], "best_test_acc": [[None, 5]]})
-    assert at.subheader[0].value == "Trials (4 of 4)"
-    assert not any("constraintrange" in d for d in chart_dimensions(at))
+def chart_axes(at: AppTest) -> list[str]:
+    return chart(at)["layout"]["xaxis"]["ticktext"]
 
 
 def test_the_sweep_page_shows_each_seed_group(monkeypatch, sweeps):
@@ -253,16 +221,43 @@ def test_a_brush_keeps_the_values_inside_any_of_its_intervals_ends_included():
     assert list(kept["lr"]) == [0.05, 0.08]  # the trial without a result stays while its axis is not brushed
     kept = sweep_chart.brushed(table, [lr, accuracy], {"lr": [[0.04, 0.1]], "best_test_acc": [[11.0, 12.0]]})
     assert list(kept["lr"]) == [0.05]
-    figure = sweep_chart.parallel_coordinates(table, [lr, accuracy], {"lr": [[0.0, 0.03], [0.07, 0.1]]})
-    assert [list(r) for r in figure.data[0].dimensions[0].constraintrange] == [[0.0, 0.03], [0.07, 0.1]]
 
 
-def test_only_intervals_of_two_numbers_on_a_known_axis_are_taken_from_the_browser():
+def box(figure, axis: int, low: float, high: float) -> dict:
+    """A box as Streamlit reports one dragged on the chart, around axis `axis` from the height of its
+    point `low` to that of its point `high` (heights read from the figure), a hair beyond each."""
+    x, y = (list(v) for v in (figure.data[-1].x, figure.data[-1].y))
+    heights = sorted({h for i, h in zip(x, y) if i == axis and not math.isnan(h)})
+    return {"xref": "x", "yref": "y", "x": [axis - 0.3, axis + 0.3],
+            "y": [heights[int(low)] - 1e-6, heights[int(high)] + 1e-6]}
+
+
+def test_a_box_over_an_axis_points_keeps_the_trials_of_those_points():
+    table = pd.DataFrame({"trial": [1, 2, 3, 4], "lr": [0.02, 0.05, 0.08, 0.02],
+                          "cutout": ["none", "8", "16", "8"], "best_test_acc": [10.0, 12.0, 13.0, 11.0]})
+    found = sweep_chart.axes(table, ["lr", "cutout"])
+    figure = sweep_chart.parallel_coordinates(table, found)
+    assert list(figure.layout.xaxis.ticktext) == ["lr", "cutout", "best test acc (%)"]
+
+    def kept(*boxes) -> list[int]:
+        return list(sweep_chart.brushed(table, found, sweep_chart.brushes_from(list(boxes), found))["trial"])
+
+    assert kept(box(figure, 0, 1, 2)) == [2, 3]  # lr's top two points: 0.05 and 0.08
+    assert kept(box(figure, 1, 1, 1)) == [2, 4]  # cutout's middle point: "8"
+    assert kept(box(figure, 0, 1, 2), box(figure, 1, 1, 1)) == [2]  # on two axes: inside both
+    assert kept(box(figure, 0, 0, 0), box(figure, 0, 2, 2)) == [1, 3, 4]  # two on one axis: either
+    assert kept() == [1, 2, 3, 4]
+    spanning = {"x": [-0.5, 1.5], "y": [0.9, 1.1]}  # across lr and cutout, at the top of both
+    assert kept(spanning) == [3]
+
+
+def test_only_boxes_of_two_corners_of_numbers_are_taken_from_the_browser():
     table = pd.DataFrame({"lr": [0.02, 0.05], "best_test_acc": [10.0, 12.0]})
     found = sweep_chart.axes(table, ["lr"])
-    sent = {"lr": [[0.06, 0.01], [1, 2, 3], ["a", 1], [math.inf, 1]], "best_test_acc": "all", "nope": [[0, 1]]}
-    assert sweep_chart.brushes_from(sent, found) == {"lr": [[0.01, 0.06]]}
-    assert sweep_chart.brushes_from(None, found) == {} == sweep_chart.brushes_from([[0, 1]], found)
+    sent = [{"x": [0.2, -0.2], "y": [1.0, 0.5]}, {"x": [0, 1, 2], "y": [0, 1]}, {"x": ["a", 0], "y": [0, 1]},
+            {"x": [0, 1], "y": [math.inf, 1]}, {"x": [5, 6], "y": [0, 1]}, "box", None, {"y": [0, 1]}]
+    assert sweep_chart.brushes_from(sent, found) == {"lr": [[pytest.approx(0.035), pytest.approx(0.05)]]}
+    assert sweep_chart.brushes_from(None, found) == {} == sweep_chart.brushes_from({"x": [0, 1]}, found)
 
 
 def test_values_that_are_not_numbers_get_a_category_axis_in_the_sweeps_order():
@@ -271,8 +266,7 @@ def test_values_that_are_not_numbers_get_a_category_axis_in_the_sweeps_order():
     found = {a.column: a for a in sweep_chart.axes(table, ["dataset", "hflip"])}
     assert found["dataset"].options == ("digits", "cifar10") and not found["dataset"].numeric
     assert not found["hflip"].numeric
-    figure = sweep_chart.parallel_coordinates(table, list(found.values()), {"dataset": [[0.6, 1.2]]})
-    dataset = figure.data[0].dimensions[0]
-    assert list(dataset.values) == [0, 1, 0] and list(dataset.ticktext) == ["digits", "cifar10"]
-    assert dataset.name == "dataset" and list(dataset.constraintrange) == [0.6, 1.2]
+    figure = sweep_chart.parallel_coordinates(table, list(found.values()))
+    labels = {(a.x, a.y): a.text for a in figure.layout.annotations}
+    assert labels[(0, 0.0)] == "digits" and labels[(0, 1.0)] == "cifar10"  # in the sweep's order, bottom up
     assert list(sweep_chart.brushed(table, list(found.values()), {"dataset": [[0.6, 1.2]]})["hflip"]) == [False]

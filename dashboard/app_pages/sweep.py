@@ -1,5 +1,5 @@
 """One sweep (`resnet-runs sweep`): its swept settings against test accuracy in parallel
-coordinates, where a range dragged on an axis narrows the trials table too (dashboard/parcoords_brush.py),
+coordinates, where a box dragged over an axis's points narrows the trials table too,
 the trials best first (a click opens one on the Run page, ticked rows go
 to Compare), and its seed groups. The sweep shown is kept in the URL (`sweep=`)."""
 
@@ -7,7 +7,7 @@ import zlib
 
 import streamlit as st
 
-from dashboard import data, parcoords_brush, section_tabs, seed_view, sweep_chart, sweep_data, widgets
+from dashboard import data, section_tabs, seed_view, sweep_chart, sweep_data, widgets
 from engine import commands
 
 SWEEP_PARAM = "sweep"
@@ -52,13 +52,16 @@ st.caption(f"`{plan.id}` · {len(plan.trials)} trials: " + ", ".join(f"{n} {s}" 
 
 # ---------------------------------------------------------------- parallel coordinates and the brush
 axes = sweep_chart.axes(table, plan.swept)
-signature = zlib.crc32(repr([a.options for a in axes]).encode())  # new values (a trial finished): a fresh brush
-brush_key = f"sweep_brush_{plan.id}_{signature}"
-brushes = sweep_chart.brushes_from(st.session_state.get(brush_key), axes)  # as the chart sent them, last run
+brushes = {}
 if table[sweep_chart.BEST].notna().any() and axes:
-    parcoords_brush.parcoords_brush(sweep_chart.parallel_coordinates(table, axes, brushes), key=brush_key)
-    st.caption("Drag along an axis to keep the trials in that range, in the chart and the table below; drag "
-               "again on the same axis to add a range, click the axis outside its ranges to clear them.")
+    # Keyed by the sweep only: the chart's selection lives as long as its figure (a trial that
+    # finishes draws a new one, with no boxes), and the figure never depends on the selection.
+    event = st.plotly_chart(sweep_chart.parallel_coordinates(table, axes), key=f"sweep_chart_{plan.id}",
+                            on_select="rerun", selection_mode="box", config=sweep_chart.CONFIG)
+    brushes = sweep_chart.brushes_from(event.selection.box if event else [], axes)
+    st.caption("Drag a box over an axis's points to keep the trials in that range, in the table below; hold "
+               "Shift to add a box (boxes on several axes keep the trials inside all of them); double-click "
+               "the chart to clear them.")
 else:
     st.info("No trial has a test accuracy yet: the chart appears once the first epoch ends.")
 
