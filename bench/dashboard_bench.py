@@ -203,6 +203,8 @@ def browser_timings(root: Path, focus: list[str], repeats: int = 3, cold_repeats
                     seconds = screenshots.timed_rerun(page, link.click)
                     if round_:
                         warm[name].append(seconds)
+            if group is not groups[-1]:
+                page.close()  # one tab at a time: a tab left on Live reruns every 2 s beside the next group
         screenshots.open_page(page, url, "misclassified", query)
         box = page.get_by_test_id("stMultiSelect").filter(has_text="True class")
         changes = []

@@ -29,14 +29,17 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def dashboard(runs_dir: Path, timeout: float = 60) -> Iterator[str]:
-    """A `streamlit run` server on a free local port; yields its URL and stops it afterwards."""
+def dashboard(runs_dir: Path, timeout: float = 60, project: Path = PROJECT_ROOT) -> Iterator[str]:
+    """A `streamlit run` server on a free local port; yields its URL and stops it afterwards.
+    `project`: another checkout of the project to serve (its packages come first on the path)."""
     port = free_port()
     command = [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.headless", "true",
                "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false",
                "--server.fileWatcherType", "none", "--", "--runs-dir", str(runs_dir)]
-    process = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    path = {} if project == PROJECT_ROOT else {"PYTHONPATH": os.pathsep.join(
+        [str(project), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    process = subprocess.Popen(command, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1", **path})
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout

@@ -114,6 +114,32 @@ def test_the_dashboard_bench_refuses_to_keep_its_runs_in_a_folder_that_holds_oth
     assert [p.name for p in tmp_path.iterdir()] == ["an-earlier-run"]
 
 
+def test_the_ab_bench_checks_each_revision_out_apart_and_refuses_an_unknown_one_first(tmp_path, capsys,
+                                                                                     monkeypatch):
+    """Each revision is served from its own checkout at that commit, gone afterwards; a revision
+    that names no commit stops it before the sweep it times is trained."""
+    import subprocess
+
+    from bench import dashboard_ab
+
+    def commit(folder, revision: str = "HEAD") -> str:
+        return subprocess.run(["git", "rev-parse", revision], cwd=folder, capture_output=True, text=True).stdout
+
+    with dashboard_ab.worktree("HEAD~1", tmp_path / "rev") as folder:
+        assert commit(folder) == commit(dashboard_ab.PROJECT_ROOT, "HEAD~1") != commit(dashboard_ab.PROJECT_ROOT)
+        assert (folder / "dashboard" / "app.py").is_file()
+    assert not (tmp_path / "rev").exists()
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(temp))  # where its sweep would be trained
+    monkeypatch.setattr("sys.argv", ["dashboard_ab", "HEAD", "no-such-revision"])
+    with pytest.raises(SystemExit) as exit_:
+        dashboard_ab.main()
+    assert exit_.value.code == 2
+    assert not list(temp.iterdir())
+    assert "'no-such-revision' names no commit" in capsys.readouterr().err
+
+
 def test_the_lr_suggestion_bench_trains_once_per_distinct_suggestion_and_ranks_by_worst_regret(tmp_path):
     """Each suggestion's LR is the one the range test recorded, a run was trained at each distinct
     one, and the most robust suggestion is the one whose worst shortfall from the best suggestion
