@@ -13,10 +13,10 @@ again; and it is written into the URL the app writes once per script run (`tab=`
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import streamlit as st
-from streamlit.delta_generator import DeltaGenerator
 
 TAB_PARAM = "tab"
 CHOSEN = "section_tab_chosen"  # per page: the tab shown last in this session (a plain key: it outlives the page)
@@ -71,8 +71,11 @@ class SectionTabs:
         st.session_state.setdefault(CHOSEN, {})[self.key] = label
         st.session_state.pop(self.key, None)  # a widget value left from an earlier visit would win
 
-    def draw(self) -> tuple[str, DeltaGenerator]:
-        """The tab strip; returns the chosen tab's label and container, the only one to fill."""
+    def draw(self, sections: Mapping[str, Callable[[], None]]) -> None:
+        """The tab strip, and the chosen tab filled by its function in `sections` (one per label):
+        the only section that runs."""
+        if set(sections) != set(self.labels):
+            raise ValueError(f"{self.key}: sections {sorted(sections)} are not the tabs {sorted(self.labels)}")
         unknown = st.session_state.pop(UNKNOWN, None)
         if unknown is not None:
             st.warning(f"The link's `tab={unknown}` names no tab of this page, so {self.labels[0]} is shown. "
@@ -80,8 +83,8 @@ class SectionTabs:
                        icon=":material/warning:")
         label = self.chosen()
         tabs = st.tabs(list(self.labels), key=self.key, on_change="rerun")
-        return label, tabs[self.labels.index(label)]
-
+        with tabs[self.labels.index(label)]:
+            sections[label]()
 
 RUN = SectionTabs("run_tab", ("Curves", "Predictions", "Calibration", "Config and model"))
 COMPARE = SectionTabs("compare_tab", ("Curves", "Key figures and config", "Seed groups", "Calibration", "Predictions"))

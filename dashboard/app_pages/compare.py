@@ -150,15 +150,12 @@ def right_and_wrong(dump_a: dict, dump_b: dict, run_a: str, names: list[str]) ->
     st.caption(f"{len(np.asarray(indices))} images in all; {len(shown)} shown on this page.")
 
 
-section, tab = section_tabs.COMPARE.draw()
-with tab:
-    if section == "Curves":
-        curves()
-    elif section == "Key figures and config":
-        key_figures_and_config()
-    elif section == "Seed groups":
-        seed_view.show(list(runs))
-    elif section == "Calibration":  # can the confidence be trusted
-        calibration_view.calibration_section(list(runs), key_prefix="cmp_calibration", heading=False)
-    else:
-        predictions()
+section_tabs.COMPARE.draw({
+    "Curves": curves,
+    "Key figures and config": key_figures_and_config,
+    "Seed groups": lambda: seed_view.show(list(runs)),
+    # can the confidence be trusted
+    "Calibration": lambda: calibration_view.calibration_section(list(runs), key_prefix="cmp_calibration",
+                                                                heading=False),
+    "Predictions": predictions,
+})

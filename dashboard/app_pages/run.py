@@ -101,13 +101,10 @@ def config_and_model() -> None:
         widgets.image_grid([data.to_png(image, 96) for image in shown], labels, columns=8, width=96)
 
 
-section, tab = section_tabs.RUN.draw()
-with tab:
-    if section == "Curves":
-        curves()
-    elif section == "Predictions":
-        predictions()
-    elif section == "Calibration":  # can the confidence be trusted
-        calibration_view.calibration_section([run.id], key_prefix="run_calibration", heading=False)
-    else:
-        config_and_model()
+section_tabs.RUN.draw({
+    "Curves": curves,
+    "Predictions": predictions,
+    # can the confidence be trusted
+    "Calibration": lambda: calibration_view.calibration_section([run.id], key_prefix="run_calibration", heading=False),
+    "Config and model": config_and_model,
+})
