@@ -50,10 +50,9 @@ def one_try(browser, project: Path, root: Path, pages: list[str], query: str) ->
             page.close()
         page = screenshots.new_page(browser)
         screenshots.open_page(page, url, "runs", query)
-        nav = page.get_by_test_id("stSidebarNav")
         for round_ in range(4):
             for name in ["runs", *pages]:  # from another page: a click on the page shown would move nowhere
-                link = nav.locator(f"a[href$='/{'' if name == 'runs' else name}']")
+                link = screenshots.sidebar_link(page, name)
                 seconds = screenshots.timed_rerun(page, link.click)
                 if round_ and name in found:
                     found[name]["warm"].append(seconds["drawn"])

@@ -196,10 +196,9 @@ def browser_timings(root: Path, focus: list[str], repeats: int = 3, cold_repeats
         for group in groups:
             page = screenshots.new_page(browser)
             screenshots.open_page(page, url, "runs", group[0][2])
-            nav = page.get_by_test_id("stSidebarNav")
             for round_ in range(repeats + 1):  # the first round loads each page's scripts into the tab
                 for name, app_page, _ in group:
-                    link = nav.locator(f"a[href$='/{'' if app_page == 'runs' else app_page}']")
+                    link = screenshots.sidebar_link(page, app_page)
                     seconds = screenshots.timed_rerun(page, link.click)
                     if round_:
                         warm[name].append(seconds)

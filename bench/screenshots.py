@@ -316,6 +316,11 @@ def until(action, effect, what: str, tries: int = 3) -> None:
                 raise AssertionError(f"{what}: no effect after {tries} tries of {REGISTERED_S} s: {error}") from error
 
 
+def sidebar_link(page, name: str):
+    """The sidebar's link to an app page by its URL name (the Runs page is the app's root)."""
+    return page.get_by_test_id("stSidebarNav").locator(f"a[href$='/{'' if name == 'runs' else name}']")
+
+
 def page_url(url: str, name: str, query: str = "") -> str:
     return f"{url}/{'' if name == 'runs' else name}?{query}"
 
